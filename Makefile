@@ -1,0 +1,42 @@
+# EMS — two commands: `make run` starts everything, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test setup migrate seed lint bench clean
+
+## run: set everything up, then start every process behind the gateway on :8080
+run: setup migrate seed
+	@echo ""
+	@echo "EMS is starting on http://localhost:8080"
+	@$(BIN)/python -m web demo-logins
+	@echo "Press Ctrl+C to stop."
+	@echo ""
+	$(BIN)/honcho start
+
+## test: set up what the tests need, then run the whole suite
+test: setup
+	$(BIN)/python -m pytest
+
+## setup: system packages, MariaDB + RabbitMQ up, virtualenv, browser libraries
+setup:
+	@bash scripts/bootstrap.sh
+
+## migrate: create the databases and run every Alembic history
+migrate:
+	$(BIN)/python -m migrations upgrade
+
+## seed: demo administrator, clients and devices (safe to repeat)
+seed:
+	$(BIN)/python -m web seed
+
+lint:
+	$(BIN)/ruff check .
+
+## bench: the benchmarks under bench/ (figures printed, nothing asserted)
+bench: setup migrate
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules web/static/vendor

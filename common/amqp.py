@@ -1,0 +1,170 @@
+"""RabbitMQ helpers shared by every service: connections, a confirming publisher,
+dead-lettering with a reason, and a reconnect loop with a capped back-off.
+
+One pika connection belongs to one thread; nothing here shares a connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import pika
+import pika.exceptions
+
+from common.logs import log_event
+from common.settings import Settings
+from common.topology import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SOURCE_HEADER,
+    declare_topology,
+)
+
+logger = logging.getLogger(__name__)
+
+PERSISTENT = pika.DeliveryMode.Persistent
+RECONNECT_FIRST_DELAY_SECONDS = 0.5
+RECONNECT_MAX_DELAY_SECONDS = 15.0
+
+# Errors after which a fresh connection is the only way on.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+class PublishNotConfirmed(RuntimeError):
+    """The broker refused (nacked) or could not route a message."""
+
+
+def connection_parameters(settings: Settings) -> pika.URLParameters:
+    """Return pika connection parameters for the configured broker."""
+    parameters = pika.URLParameters(settings.amqp_url)
+    parameters.heartbeat = 30
+    parameters.blocked_connection_timeout = 60
+    parameters.connection_attempts = 1
+    return parameters
+
+
+def connect(settings: Settings, declare: bool = True) -> pika.BlockingConnection:
+    """Open a blocking connection and, by default, declare the whole topology."""
+    connection = pika.BlockingConnection(connection_parameters(settings))
+    if declare:
+        channel = connection.channel()
+        declare_topology(channel, settings.monitor_replicas)
+        channel.close()
+    return connection
+
+
+def message_properties(headers: dict | None = None, **extra) -> pika.BasicProperties:
+    """Return the properties of a persistent JSON message."""
+    return pika.BasicProperties(
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        headers=headers or None,
+        **extra,
+    )
+
+
+class ConfirmingPublisher:
+    """Publish persistent messages that the broker has confirmed before returning.
+
+    The connection is opened lazily and reopened after a failure, so a caller
+    that retries a failed `publish` gets a new connection.
+    """
+
+    def __init__(self, settings: Settings, declare: bool = True):
+        self.settings = settings
+        self.declare = declare
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+
+    def _ensure_channel(self):
+        if self._channel is None or self._channel.is_closed:
+            self.close()
+            self._connection = connect(self.settings, declare=self.declare)
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+        return self._channel
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None,
+                **properties) -> None:
+        """Publish one message and wait for the broker's confirm; raise if it is refused."""
+        channel = self._ensure_channel()
+        try:
+            channel.basic_publish(
+                exchange=exchange,
+                routing_key=routing_key,
+                body=body,
+                properties=message_properties(headers, **properties),
+                mandatory=True,
+            )
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+            raise PublishNotConfirmed(f"{exchange}/{routing_key}: {error}") from error
+        except CONNECTION_ERRORS:
+            self.close()
+            raise
+
+    def process_events(self) -> None:
+        """Service heartbeats while idle (a blocking connection needs it now and then)."""
+        if self._connection is not None and self._connection.is_open:
+            self._connection.process_data_events(time_limit=0)
+
+    def close(self) -> None:
+        """Close the connection, ignoring one that is already gone."""
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except CONNECTION_ERRORS:
+                pass
+
+
+def dead_letter(channel, source_queue: str, routing_key: str, body: bytes, reason: str,
+                properties: pika.BasicProperties | None = None) -> None:
+    """Publish a rejected message to the dead-letter exchange with the reason in a header.
+
+    The channel must be in confirm mode so that the caller acks the original only
+    after the dead letter is safely stored.
+    """
+    headers = dict((properties.headers or {}) if properties else {})
+    headers[DEAD_LETTER_REASON_HEADER] = reason[:500]
+    headers[DEAD_LETTER_SOURCE_HEADER] = source_queue
+    channel.basic_publish(
+        exchange=DEAD_LETTER_EXCHANGE,
+        routing_key=f"{source_queue}.{routing_key}",
+        body=body,
+        properties=pika.BasicProperties(
+            content_type=properties.content_type if properties else None,
+            delivery_mode=PERSISTENT,
+            headers=headers,
+        ),
+        mandatory=True,
+    )
+
+
+def run_with_reconnect(work: Callable[[], None], name: str,
+                       should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Run `work` again and again after connection failures, backing off up to a cap.
+
+    `work` opens its own connection and returns only when it is done for good.
+    """
+    delay = RECONNECT_FIRST_DELAY_SECONDS
+    while not should_stop():
+        started = time.monotonic()
+        try:
+            work()
+            return
+        except CONNECTION_ERRORS as error:
+            # A connection that lived a while was healthy: start the back-off again.
+            if time.monotonic() - started > 30:
+                delay = RECONNECT_FIRST_DELAY_SECONDS
+            log_event(logger, "amqp.reconnect", level=logging.WARNING, worker=name,
+                      error=type(error).__name__, retry_in=round(delay, 1))
+            time.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)

@@ -1,0 +1,150 @@
+"""JWT configuration and verification shared by every service.
+
+The portal (`web`) issues tokens; every other service only verifies them with
+the same settings. Who a request or socket belongs to comes from the verified
+token alone: `sub` is the user id, `role` and `name` are extra claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+
+import jwt as pyjwt
+from flask import Flask, jsonify, redirect, request, url_for
+from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
+
+from common.settings import Settings
+
+ACCESS_COOKIE = "access_token_cookie"
+CSRF_HEADER = "X-CSRF-TOKEN"
+JWT_ALGORITHM = "HS256"
+ROLES = ("admin", "client")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The verified user behind a request, a socket or a message."""
+
+    user_id: int
+    role: str
+    name: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def claims(self) -> dict:
+        """Return the extra JWT claims that carry role and name."""
+        return {"role": self.role, "name": self.name}
+
+    @classmethod
+    def from_claims(cls, claims: dict) -> Identity:
+        """Build an identity from verified JWT claims."""
+        role = claims.get("role")
+        if role not in ROLES:
+            raise pyjwt.InvalidTokenError("token has no valid role")
+        return cls(user_id=int(claims["sub"]), role=role, name=str(claims.get("name", "")))
+
+
+def wants_json() -> bool:
+    """Tell whether the current request is an API call rather than a page."""
+    return "/api/" in request.path or request.path.startswith("/api") or request.is_json
+
+
+def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
+    """Configure flask-jwt-extended identically in every Flask service."""
+    app.config.update(
+        JWT_SECRET_KEY=settings.jwt_secret,
+        JWT_ALGORITHM=JWT_ALGORITHM,
+        JWT_TOKEN_LOCATION=["cookies", "headers"],
+        JWT_ACCESS_COOKIE_NAME=ACCESS_COOKIE,
+        JWT_ACCESS_COOKIE_PATH="/",
+        JWT_REFRESH_COOKIE_PATH="/auth/refresh",
+        JWT_COOKIE_SECURE=settings.cookie_secure,
+        JWT_COOKIE_SAMESITE="Lax",
+        JWT_COOKIE_CSRF_PROTECT=True,
+        JWT_CSRF_IN_COOKIES=True,
+        JWT_ACCESS_CSRF_HEADER_NAME=CSRF_HEADER,
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.access_token_minutes),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.refresh_token_days),
+    )
+    manager = JWTManager(app)
+
+    def refuse(message: str, status: int = 401):
+        if wants_json():
+            return jsonify(error=message), status
+        if request.headers.get("HX-Request") == "true":
+            # htmx follows this header with a full page load.
+            response = app.response_class(status=status)
+            response.headers["HX-Redirect"] = _login_url()
+            return response
+        return redirect(_login_url())
+
+    manager.unauthorized_loader(lambda reason: refuse("authentication required"))
+    manager.invalid_token_loader(lambda reason: refuse("invalid token"))
+    manager.expired_token_loader(lambda header, payload: refuse("token expired"))
+    manager.revoked_token_loader(lambda header, payload: refuse("token revoked"))
+    manager.needs_fresh_token_loader(lambda header, payload: refuse("fresh login required"))
+    return manager
+
+
+def _login_url() -> str:
+    try:
+        return url_for("auth.login", next=request.full_path.rstrip("?"))
+    except Exception:  # noqa: BLE001 - services without the portal's login route
+        return "/login"
+
+
+def current_identity() -> Identity:
+    """Return the identity of the verified token of the current request."""
+    return Identity.from_claims(get_jwt())
+
+
+def login_required(role: str | None = None):
+    """Require a valid access token (and `role`, when given) for a view.
+
+    A missing or bad token gets 401 (or the login page); a wrong role gets 403.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            verify_jwt_in_request()
+            if role is not None and current_identity().role != role:
+                return forbidden()
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def forbidden():
+    """Return the 403 answer: JSON for the API, the error page otherwise."""
+    from flask import abort
+
+    if wants_json():
+        return jsonify(error="forbidden"), 403
+    abort(403)
+
+
+def mint_access_token(settings: Settings, identity: Identity,
+                      expires_delta: timedelta | None = None) -> str:
+    """Issue an access token exactly as the portal does (used by the portal, tools and tests)."""
+    app = Flask("ems-token")
+    configure_jwt(app, settings)
+    with app.app_context():
+        return create_access_token(identity=str(identity.user_id),
+                                   additional_claims=identity.claims(),
+                                   expires_delta=expires_delta)
+
+
+def decode_access_token(token: str, settings: Settings) -> Identity:
+    """Verify an access token outside Flask (the notifier's sockets); raise if invalid."""
+    claims = pyjwt.decode(token, settings.jwt_secret, algorithms=[JWT_ALGORITHM],
+                          options={"require": ["exp", "sub"]})
+    if claims.get("type") != "access":
+        raise pyjwt.InvalidTokenError("not an access token")
+    return Identity.from_claims(claims)

@@ -1,0 +1,107 @@
+"""The RabbitMQ topology of EMS, declared from this one definition.
+
+Every queue is durable and dead-letters into `ems.dlx`, so a message that a
+consumer rejects is kept in `dead.letters` instead of being lost. Declaring is
+idempotent: every process declares what it uses at connect time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+READINGS_EXCHANGE = "ems.readings"
+READING_ROUTING_KEY = "reading"
+READINGS_QUEUE = "readings.incoming"
+
+INGEST_EXCHANGE = "ems.ingest"
+
+EVENTS_EXCHANGE = "ems.events"
+MONITOR_EVENTS_QUEUE = "monitor.events"
+
+ALERTS_EXCHANGE = "ems.alerts"
+NOTIFIER_ALERTS_QUEUE = "notifier.alerts"
+
+CHAT_EXCHANGE = "ems.chat"
+SUPPORT_INBOUND_QUEUE = "support.inbound"
+CHAT_MESSAGE_KEY = "inbound.message"
+CHAT_TYPING_KEY = "inbound.typing"
+CHAT_READ_KEY = "inbound.read"
+
+DEAD_LETTER_EXCHANGE = "ems.dlx"
+DEAD_LETTERS_QUEUE = "dead.letters"
+# Header that carries why a message was dead-lettered by an EMS consumer.
+DEAD_LETTER_REASON_HEADER = "x-ems-reason"
+DEAD_LETTER_SOURCE_HEADER = "x-ems-source-queue"
+
+
+def ingest_queue(replica: int) -> str:
+    """Return the name of the dedicated ingest queue of monitor replica `replica`."""
+    return f"ingest.{replica}"
+
+
+def ingest_routing_key(replica: int) -> str:
+    """Return the routing key that reaches monitor replica `replica`."""
+    return f"replica.{replica}"
+
+
+def alert_routing_key(user_id: int | str) -> str:
+    """Return the routing key of an over-consumption alert for `user_id`."""
+    return f"overconsumption.{user_id}"
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    exchange: str
+    routing_keys: tuple[str, ...]
+    arguments: dict = field(default_factory=dict)
+
+
+EXCHANGES: dict[str, str] = {
+    READINGS_EXCHANGE: "direct",
+    INGEST_EXCHANGE: "direct",
+    EVENTS_EXCHANGE: "topic",
+    ALERTS_EXCHANGE: "topic",
+    CHAT_EXCHANGE: "topic",
+    DEAD_LETTER_EXCHANGE: "topic",
+}
+
+
+def queues(replicas: int) -> list[Queue]:
+    """Return every queue of the topology for a pipeline of `replicas` monitors."""
+    fixed = [
+        Queue(READINGS_QUEUE, READINGS_EXCHANGE, (READING_ROUTING_KEY,)),
+        Queue(
+            MONITOR_EVENTS_QUEUE,
+            EVENTS_EXCHANGE,
+            ("user.*", "device.*"),
+            # One consumer at a time keeps device events in order.
+            {"x-single-active-consumer": True},
+        ),
+        Queue(NOTIFIER_ALERTS_QUEUE, ALERTS_EXCHANGE, ("overconsumption.*",)),
+        Queue(SUPPORT_INBOUND_QUEUE, CHAT_EXCHANGE, ("inbound.*",)),
+    ]
+    ingest = [
+        Queue(ingest_queue(n), INGEST_EXCHANGE, (ingest_routing_key(n),))
+        for n in range(1, replicas + 1)
+    ]
+    return fixed + ingest
+
+
+def queue_arguments(queue: Queue) -> dict:
+    """Return the declare arguments of `queue`: its own plus the dead-letter exchange."""
+    return {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE, **queue.arguments}
+
+
+def declare_topology(channel, replicas: int) -> None:
+    """Declare every exchange, queue and binding on a pika channel (idempotent)."""
+    for name, kind in EXCHANGES.items():
+        channel.exchange_declare(exchange=name, exchange_type=kind, durable=True)
+    # dead.letters is the end of the line: it has no dead-letter exchange of its own,
+    # which would only make a cycle.
+    channel.queue_declare(queue=DEAD_LETTERS_QUEUE, durable=True)
+    channel.queue_bind(queue=DEAD_LETTERS_QUEUE, exchange=DEAD_LETTER_EXCHANGE, routing_key="#")
+    for queue in queues(replicas):
+        channel.queue_declare(queue=queue.name, durable=True, arguments=queue_arguments(queue))
+        for key in queue.routing_keys:
+            channel.queue_bind(queue=queue.name, exchange=queue.exchange, routing_key=key)

@@ -1,0 +1,1 @@
+"""Alembic migrations: one history per service database (`web`, `support`, `monitor`)."""

@@ -1,0 +1,3 @@
+from migrations.alembic_env import run_migrations
+
+run_migrations()
