@@ -4,8 +4,9 @@ layout, htmx-flask, the viewer's identity in templates, and the error pages."""
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask_jwt_extended import verify_jwt_in_request
 from htmx_flask import Htmx
 from jinja2 import ChoiceLoader, FileSystemLoader
@@ -13,6 +14,17 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from common.auth import Identity, current_identity, wants_json
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# The browser reports its IANA time zone in this cookie (set by static/js/ems.js).
+TIMEZONE_COOKIE = "tz"
+
+
+def viewer_timezone() -> ZoneInfo:
+    """Return the viewer's time zone: `?tz=`, else the browser's cookie, else UTC."""
+    name = request.args.get("tz") or request.cookies.get(TIMEZONE_COOKIE) or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def viewer() -> Identity | None:

@@ -57,3 +57,34 @@ def migrated(settings):
     """Create this run's databases and bring them to the newest migration."""
     upgrade(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def stack_ports():
+    """Return free ports for the gateway and every HTTP service of this run, as EMS_* variables."""
+    from tests.processes import free_port
+
+    names = ("GATEWAY", "WEB", "SUPPORT", "NOTIFIER", "MONITOR_API")
+    return {f"EMS_{name}_PORT": str(free_port()) for name in names}
+
+
+@pytest.fixture(scope="session")
+def stack(migrated, stack_ports):
+    """Run the whole system (every Procfile process but the simulator) for this session.
+
+    Yields the Stack; its `url` is the gateway's address. Browser and end-to-end
+    tests use it; tests of one service start only that service instead.
+    """
+    from tests.processes import Stack, procfile_commands
+
+    os.environ.update(stack_ports)
+    settings = load_settings()
+    names = [name for name in procfile_commands() if name != "simulator"]
+    running = Stack(names, env={**stack_ports, "EMS_PUBLIC_URL": settings.public_url})
+    try:
+        running.start([int(port) for port in stack_ports.values()])
+        running.url = f"http://localhost:{stack_ports['EMS_GATEWAY_PORT']}"
+        running.settings = settings
+        yield running
+    finally:
+        running.stop()

@@ -34,13 +34,30 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | 
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
-class ServiceProcess:
-    """A real EMS process (`python -m …`) run from the repository root."""
+def python_module(*arguments: str) -> list[str]:
+    """Return the command that runs `python -m …` with this interpreter."""
+    return [sys.executable, "-m", *arguments]
 
-    def __init__(self, *arguments: str, env: dict | None = None, name: str | None = None):
-        self.arguments = [sys.executable, *arguments]
+
+def procfile_commands() -> dict[str, str]:
+    """Return the Procfile's processes by name (the one list of what EMS runs)."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+class ServiceProcess:
+    """A real EMS process run from the repository root, in its own process group."""
+
+    def __init__(self, command: list[str], env: dict | None = None, name: str | None = None):
+        self.arguments = command
+        bin_dir = str(Path(sys.executable).parent)
         self.env = {**os.environ, **(env or {})}
-        self.name = name or " ".join(arguments)
+        self.env["PATH"] = bin_dir + os.pathsep + self.env.get("PATH", "")
+        self.name = name or " ".join(command[-3:])
         self.log_path = ROOT / ".pytest_cache" / "processes" / (
             self.name.replace(" ", "_").replace("/", "_") + ".log")
         self.process: subprocess.Popen | None = None
@@ -81,3 +98,34 @@ class ServiceProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Stack:
+    """Several Procfile processes started together on this test run's ports."""
+
+    def __init__(self, names: list[str], env: dict):
+        commands = procfile_commands()
+        self.processes = {
+            name: ServiceProcess(["bash", "-c", "exec " + commands[name]], env=env, name=name)
+            for name in names
+        }
+
+    def start(self, ports: list[int], timeout: float = 60.0) -> Stack:
+        """Start every process and wait until each of `ports` accepts connections."""
+        for process in self.processes.values():
+            process.start()
+        for port in ports:
+            try:
+                wait_for_port(port, timeout)
+            except TimeoutError as error:
+                raise TimeoutError(f"{error}\n" + self.logs()) from error
+        return self
+
+    def logs(self) -> str:
+        """Return the tail of every process's output (for failing tests)."""
+        return "\n".join(f"--- {name}\n{p.log()[-3000:]}" for name, p in self.processes.items())
+
+    def stop(self) -> None:
+        """Stop every process."""
+        for process in self.processes.values():
+            process.stop()

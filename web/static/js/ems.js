@@ -72,6 +72,12 @@
     return socket;
   }
 
+  // Pages show times in the viewer's time zone; the server reads it from this cookie.
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zone && cookie("tz") !== zone) {
+    document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax";
+  }
+
   window.ems = { cookie, csrfHeaders, refreshAccessToken };
   document.addEventListener("DOMContentLoaded", () => {
     window.ems.socket = connectSocket();

@@ -1,0 +1,1 @@
+// The support chat widget and inbox.

@@ -1,0 +1,1 @@
+// Over-consumption alerts in the browser: toast and unread badge.
