@@ -26,6 +26,8 @@ SUPPORT_INBOUND_QUEUE = "support.inbound"
 CHAT_MESSAGE_KEY = "inbound.message"
 CHAT_TYPING_KEY = "inbound.typing"
 CHAT_READ_KEY = "inbound.read"
+# The notifier tells support which administrators are connected to it.
+CHAT_PRESENCE_KEY = "inbound.presence"
 
 DEAD_LETTER_EXCHANGE = "ems.dlx"
 DEAD_LETTERS_QUEUE = "dead.letters"
