@@ -1,0 +1,58 @@
+"""Run the notifier: `python -m notifier`.
+
+Every line that is specific to eventlet lives in this file, so that serving
+the same app with gevent (which Flask-SocketIO supports with the same
+handlers) means changing this file only.
+"""
+
+import warnings
+
+# eventlet warns at import that it is deprecated; it is the design card's choice
+# for now and this entry point is the only place that would change to leave it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+import resource  # noqa: E402
+
+from common.logs import configure_logging, log_event  # noqa: E402
+from common.settings import load_settings  # noqa: E402
+from notifier.app import create_app, start_background_work  # noqa: E402
+
+ASYNC_MODE = "eventlet"
+# eventlet's wsgi server accepts 1,024 connections by default; one notifier holds many more.
+MAX_CONNECTIONS = 20_000
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise this process's soft limit of open files towards `wanted`; return the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(soft, target)
+
+
+def main() -> None:
+    """Serve Socket.IO on the notifier port with eventlet."""
+    import logging
+
+    settings = load_settings()
+    configure_logging("notifier", settings.log_level)
+    # stomp.py logs every connection step at INFO; the bridge logs what matters.
+    logging.getLogger("stomp.py").setLevel(logging.WARNING)
+    # Each socket is a file descriptor; leave room for the broker connections.
+    open_files = raise_open_files_limit(MAX_CONNECTIONS + 256)
+    app = create_app(settings, async_mode=ASYNC_MODE)
+    start_background_work(app)
+    log_event(logging.getLogger("notifier"), "notifier.start", port=settings.notifier_port,
+              max_connections=MAX_CONNECTIONS, open_files=open_files)
+    # Every interface: in Swarm the gateway reaches the notifier from another container.
+    app.extensions["socketio"].run(app, host="0.0.0.0", port=settings.notifier_port,  # noqa: S104
+                                   max_size=MAX_CONNECTIONS, log_output=False)
+
+
+if __name__ == "__main__":
+    main()

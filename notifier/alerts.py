@@ -1,0 +1,147 @@
+"""The alert bridge: over-consumption alerts from RabbitMQ (STOMP) to browsers (Socket.IO).
+
+A STOMP subscription to the durable queue `notifier.alerts` with individual
+acks: an alert is acked only after it has been emitted to its owner's room and
+the admins' room, so a crash or a broker restart loses none (a redelivered
+alert may be emitted twice; browsers drop an alert id they have already shown).
+An alert that does not parse is rejected into the dead-letter exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from urllib.parse import unquote, urlparse
+
+import stomp
+import stomp.exception
+
+from common.amqp import CONNECTION_ERRORS, RECONNECT_FIRST_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS
+from common.amqp import connect as amqp_connect
+from common.logs import log_event
+from common.messages import Alert, InvalidMessage, parse_alert
+from common.realtime import ADMINS_ROOM, user_room
+from common.settings import Settings
+from common.topology import NOTIFIER_ALERTS_QUEUE
+
+logger = logging.getLogger(__name__)
+
+ALERT_EVENT = "alert"
+ALERTS_DESTINATION = f"/amq/queue/{NOTIFIER_ALERTS_QUEUE}"
+SUBSCRIPTION_ID = "notifier-alerts"
+# Unacked alerts the broker may push ahead; each one is acked right after its emit.
+PREFETCH_COUNT = 100
+# STOMP heart-beats both ways, so a dead broker is noticed within seconds.
+HEARTBEAT_MS = 5000
+CONNECT_TIMEOUT_SECONDS = 10
+# A connection that stayed up this long was healthy: the back-off starts over.
+HEALTHY_AFTER_SECONDS = 30
+
+
+def alert_event(alert: Alert) -> dict:
+    """Return what browsers receive for an alert: its fields and the device page."""
+    return {**asdict(alert), "url": f"/monitor/devices/{alert.device_id}"}
+
+
+def alert_rooms(alert: Alert) -> list[str]:
+    """Return the rooms an alert goes to: its owner's and the administrators'."""
+    return [user_room(alert.user_id), ADMINS_ROOM]
+
+
+def stomp_credentials(amqp_url: str) -> tuple[str, str, str]:
+    """Return the user, password and virtual host of the AMQP URL, for STOMP."""
+    url = urlparse(amqp_url)
+    vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
+    return unquote(url.username or "guest"), unquote(url.password or "guest"), vhost
+
+
+class _Subscription(stomp.ConnectionListener):
+    """One STOMP connection's subscription: emit each alert, then ack it."""
+
+    def __init__(self, connection, emit):
+        self.connection = connection
+        self.emit = emit
+        self.closed = threading.Event()
+
+    def on_message(self, frame):
+        ack_id = frame.headers.get("ack")
+        try:
+            alert = parse_alert(frame.body.encode() if isinstance(frame.body, str) else frame.body)
+        except InvalidMessage as error:
+            # requeue=false makes RabbitMQ dead-letter it through the queue's ems.dlx.
+            log_event(logger, "alert.dead_lettered", level=logging.WARNING, reason=str(error))
+            self.connection.nack(ack_id, requeue="false")
+            return
+        try:
+            self.emit(ALERT_EVENT, alert_event(alert), to=alert_rooms(alert))
+        except CONNECTION_ERRORS as error:
+            # Unacked, the alert comes back when this connection is replaced.
+            log_event(logger, "alert.emit_failed", level=logging.WARNING, alert_id=alert.alert_id,
+                      error=type(error).__name__)
+            self.connection.disconnect()
+            return
+        self.connection.ack(ack_id)
+        log_event(logger, "alert.emitted", alert_id=alert.alert_id, user_id=alert.user_id)
+
+    def on_error(self, frame):
+        log_event(logger, "stomp.error", level=logging.WARNING,
+                  error=frame.headers.get("message", ""))
+
+    def on_disconnected(self):
+        self.closed.set()
+
+
+class AlertBridge:
+    """Keep a STOMP subscription to `notifier.alerts` alive and emit every alert."""
+
+    def __init__(self, settings: Settings, emit):
+        self.settings = settings
+        self.emit = emit
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Subscribe, and subscribe again after every disconnection, backing off up to a cap."""
+        delay = RECONNECT_FIRST_DELAY_SECONDS
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                self._subscribe_until_disconnected()
+            except (stomp.exception.StompException, *CONNECTION_ERRORS) as error:
+                log_event(logger, "stomp.connect_failed", level=logging.WARNING,
+                          error=type(error).__name__, retry_in=round(delay, 1))
+            if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
+                delay = RECONNECT_FIRST_DELAY_SECONDS
+            if self.stopping.wait(delay):
+                return
+            delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)
+
+    def stop(self) -> None:
+        """Ask the bridge to end after the current connection."""
+        self.stopping.set()
+
+    def _subscribe_until_disconnected(self) -> None:
+        # The queue must exist before STOMP may subscribe to it (/amq/queue does not create).
+        amqp_connect(self.settings).close()
+        user, password, vhost = stomp_credentials(self.settings.amqp_url)
+        connection = stomp.Connection12(
+            [(self.settings.stomp_host, self.settings.stomp_port)],
+            heartbeats=(HEARTBEAT_MS, HEARTBEAT_MS),
+            vhost=vhost,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            # This class reconnects, with its own back-off.
+            reconnect_attempts_max=1,
+        )
+        subscription = _Subscription(connection, self.emit)
+        connection.set_listener("alerts", subscription)
+        try:
+            connection.connect(user, password, wait=True)
+            connection.subscribe(ALERTS_DESTINATION, id=SUBSCRIPTION_ID, ack="client-individual",
+                                 headers={"prefetch-count": str(PREFETCH_COUNT)})
+            log_event(logger, "stomp.subscribed", destination=ALERTS_DESTINATION, vhost=vhost)
+            subscription.closed.wait()
+            log_event(logger, "stomp.disconnected", level=logging.WARNING)
+        finally:
+            if connection.is_connected():
+                connection.disconnect()

@@ -1,0 +1,89 @@
+"""Wiring of the notifier: the Flask app, Socket.IO on the shared message queue, handlers.
+
+This module and `events` know nothing of the asynchronous server underneath;
+the entry point (`python -m notifier`) chooses it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from common.realtime import SOCKETIO_CHANNEL
+from common.settings import Settings, load_settings
+
+# A chat event is a few hundred bytes; nothing a browser sends needs more.
+MAX_PACKET_BYTES = 16 * 1024
+
+
+def allowed_origin(settings: Settings):
+    """Return the origin check: the public gateway's origin or the server's own.
+
+    Browsers send `Origin` on WebSocket handshakes but apply no CORS to them, so
+    without this check any web site could open a socket with the visitor's
+    cookie (cross-site WebSocket hijacking). Clients that send no Origin (other
+    services, tests) are not browsers and still need a valid token.
+    """
+    public = settings.public_url.rstrip("/")
+
+    def check(origin: str | None, environ: dict) -> bool:
+        if origin is None or origin == public:
+            return True
+        host = environ.get("HTTP_HOST")
+        if not host:
+            return False
+        schemes = {environ.get("wsgi.url_scheme", "http"),
+                   environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip()}
+        return any(origin == f"{scheme}://{host}" for scheme in schemes if scheme)
+
+    return check
+
+
+def create_socketio(app: Flask, settings: Settings, async_mode: str | None = None) -> SocketIO:
+    """Attach Socket.IO to `app`, sharing rooms with every replica through RabbitMQ."""
+    return SocketIO(
+        app,
+        async_mode=async_mode,
+        message_queue=settings.amqp_url,
+        channel=SOCKETIO_CHANNEL,
+        cors_allowed_origins=allowed_origin(settings),
+        cors_credentials=True,
+        max_http_buffer_size=MAX_PACKET_BYTES,
+        # The portal owns the session; the socket's identity is the JWT alone.
+        manage_session=False,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def create_app(settings: Settings | None = None, async_mode: str | None = None) -> Flask:
+    """Create the notifier's Flask app with Socket.IO, its handlers and its background work."""
+    from notifier.chat import ChatForwarder
+    from notifier.events import register_events
+    from notifier.presence import Connections
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["EMS_SETTINGS"] = settings
+    socketio = create_socketio(app, settings, async_mode)
+    connections = Connections()
+    forwarder = ChatForwarder(settings, socketio, connections)
+    register_events(socketio, settings, connections, forwarder)
+    app.extensions["ems_chat_forwarder"] = forwarder
+
+    @app.get("/socket.io/health")
+    def health():
+        """Tell the gateway and orchestrator that the notifier is up."""
+        return {"status": "ok", "connections": len(connections)}
+
+    return app
+
+
+def start_background_work(app: Flask) -> None:
+    """Start the chat publisher, the presence reports and the alert bridge."""
+    from notifier.alerts import AlertBridge
+
+    socketio = app.extensions["socketio"]
+    app.extensions["ems_chat_forwarder"].start()
+    bridge = AlertBridge(app.config["EMS_SETTINGS"], socketio.emit)
+    socketio.start_background_task(bridge.run)

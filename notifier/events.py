@@ -1,0 +1,83 @@
+"""Socket.IO handlers: authenticate on connect, forward chat events.
+
+Who a socket belongs to is decided once, at connect, from the verified JWT;
+no handler reads an identity from what the browser sends.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jwt as pyjwt
+from flask import request
+from flask_socketio import ConnectionRefusedError, join_room
+
+from common.auth import ACCESS_COOKIE, Identity, decode_access_token
+from common.logs import log_event
+from common.realtime import ADMINS_ROOM, user_room
+from common.settings import Settings
+from common.topology import CHAT_MESSAGE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
+from notifier.chat import ChatForwarder
+from notifier.presence import Connections
+
+logger = logging.getLogger(__name__)
+
+UNAUTHORIZED = "unauthorized"
+
+
+def socket_identity(auth, cookie_token: str | None, settings: Settings) -> Identity | None:
+    """Return the identity of the token in Socket.IO `auth` or the cookie, or None."""
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if not isinstance(token, str) or not token:
+        token = cookie_token
+    if not token:
+        return None
+    try:
+        return decode_access_token(token, settings)
+    except (pyjwt.InvalidTokenError, KeyError, ValueError):
+        return None
+
+
+def register_events(socketio, settings: Settings, connections: Connections,
+                    forwarder: ChatForwarder) -> None:
+    """Register the notifier's Socket.IO handlers on `socketio`."""
+
+    @socketio.on("connect")
+    def connect(auth=None):
+        """Admit a socket with a valid access token into its user's rooms."""
+        identity = socket_identity(auth, request.cookies.get(ACCESS_COOKIE), settings)
+        if identity is None:
+            log_event(logger, "socket.refused", level=logging.INFO, reason=UNAUTHORIZED)
+            raise ConnectionRefusedError(UNAUTHORIZED)
+        join_room(user_room(identity.user_id))
+        if identity.is_admin:
+            join_room(ADMINS_ROOM)
+        if connections.add(request.sid, identity):
+            forwarder.admins_changed()
+
+    @socketio.on("disconnect")
+    def disconnect(*_reason):
+        """Forget the socket; report presence if the last tab of an admin closed."""
+        if connections.remove(request.sid):
+            forwarder.admins_changed()
+
+    def forward(routing_key: str, payload) -> dict:
+        identity = connections.identity(request.sid)
+        if identity is None:
+            return {"ok": False, "error": UNAUTHORIZED}
+        return forwarder.forward(identity, routing_key, payload)
+
+    @socketio.on("chat:send")
+    def chat_send(payload=None):
+        """Forward a chat message to support; the ack tells the browser it is safe."""
+        return forward(CHAT_MESSAGE_KEY, payload)
+
+    @socketio.on("chat:typing")
+    def chat_typing(payload=None):
+        """Forward a typing indicator to support."""
+        return forward(CHAT_TYPING_KEY, payload)
+
+    @socketio.on("chat:read")
+    def chat_read(payload=None):
+        """Forward a read receipt to support."""
+        return forward(CHAT_READ_KEY, payload)
