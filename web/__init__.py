@@ -1,0 +1,54 @@
+"""The EMS portal: sign-in, administration of users and devices, the client pages,
+a JSON API beside them, and the outbox that publishes every change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from common.auth import configure_jwt
+from common.db import engine_options
+from common.logs import configure_logging
+from common.pages import init_pages
+from common.settings import Settings, load_settings
+from web.extensions import db
+from web.passwords import password_hasher
+from web.sessions import refresh_expiring_access_token
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Form bodies and JSON documents of the portal are small; refuse anything larger early.
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Create the portal application."""
+    settings = settings or load_settings()
+    configure_logging("web", settings.log_level)
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config.update(
+        EMS_SETTINGS=settings,
+        SQLALCHEMY_DATABASE_URI=settings.database_url("web"),
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(),
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    # One trusted hop: the gateway (Caddy or Traefik) sets X-Forwarded-For/Proto.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    db.init_app(app)
+    configure_jwt(app, settings)
+    init_pages(app)
+    hasher = password_hasher(settings)
+    app.extensions["ems_password_hasher"] = hasher
+    app.extensions["ems_dummy_hash"] = hasher.hash("not-a-real-password")
+    app.after_request(refresh_expiring_access_token)
+    _register_blueprints(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from web.views import admin_devices, admin_users, api, auth, client
+
+    for module in (auth, admin_users, admin_devices, client, api):
+        app.register_blueprint(module.blueprint)

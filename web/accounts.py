@@ -1,0 +1,105 @@
+"""Users: search, create, edit and delete, each change with its outbox event."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from common.auth import Identity
+from web.extensions import db
+from web.models import ROLE_ADMIN, ROLE_CLIENT, Device, User
+from web.outbox import record_event
+from web.validation import ValidationError, validate_new_user, validate_user_changes
+
+PAGE_SIZE = 20
+
+
+class RuleViolation(Exception):
+    """A change the rules forbid (e.g. deleting the last administrator); the text says why."""
+
+
+def search_users(query: str = "", page: int = 1, per_page: int = PAGE_SIZE):
+    """Return one page of users whose name or e-mail contains `query`, by name."""
+    statement = select(User).options(selectinload(User.devices)).order_by(User.name, User.id)
+    query = (query or "").strip()
+    if query:
+        statement = statement.where(or_(User.name.contains(query, autoescape=True),
+                                        User.email.contains(query, autoescape=True)))
+    return db.paginate(statement, page=page, per_page=per_page, error_out=False)
+
+
+def clients() -> list[User]:
+    """Return every client, by name (the choices when assigning a device)."""
+    return list(db.session.scalars(select(User).where(User.role == ROLE_CLIENT).order_by(User.name)))
+
+
+def find_by_email(email: str) -> User | None:
+    """Return the user with this e-mail (case-insensitive), if any."""
+    return db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+
+
+def create_user(data, hasher: PasswordHasher) -> User:
+    """Create a user from raw input and record `user.created`; raise ValidationError."""
+    fields = validate_new_user(data)
+    if find_by_email(fields["email"]) is not None:
+        raise ValidationError({"email": "a user with this e-mail already exists"})
+    user = User(email=fields["email"], name=fields["name"], role=fields["role"],
+                password_hash=hasher.hash(fields["password"]))
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError as error:  # the same e-mail registered at the same moment
+        db.session.rollback()
+        raise ValidationError({"email": "a user with this e-mail already exists"}) from error
+    record_event("user.created", user=user)
+    db.session.commit()
+    return user
+
+
+def _lock_admin_ids() -> list[int]:
+    # Locking the admin rows serialises concurrent demotions and deletions,
+    # so two admins cannot remove each other at the same moment.
+    return list(db.session.scalars(select(User.id).where(User.role == ROLE_ADMIN).with_for_update()))
+
+
+def update_user(user: User, data, acting: Identity, hasher: PasswordHasher) -> User:
+    """Apply an edit (name, role, new password) and record `user.updated`; raise on bad input."""
+    fields = validate_user_changes(data)
+    db.session.refresh(user, with_for_update=True)
+    if "role" in fields and fields["role"] != user.role:
+        if user.id == acting.user_id:
+            raise RuleViolation("you cannot change your own role")
+        if user.role == ROLE_ADMIN and _lock_admin_ids() == [user.id]:
+            raise RuleViolation("the last administrator must stay an administrator")
+    before = (user.name, user.role)
+    user.name = fields.get("name", user.name)
+    user.role = fields.get("role", user.role)
+    if "password" in fields:
+        user.password_hash = hasher.hash(fields["password"])
+    if (user.name, user.role) != before:
+        record_event("user.updated", user=user)
+    db.session.commit()
+    return user
+
+
+def delete_user(user: User, acting: Identity) -> int:
+    """Delete a user, unassigning their devices first; return how many were unassigned."""
+    if user.id == acting.user_id:
+        raise RuleViolation("you cannot delete your own account")
+    if user.role == ROLE_ADMIN and _lock_admin_ids() == [user.id]:
+        raise RuleViolation("the last administrator cannot be deleted")
+    devices = list(db.session.scalars(select(Device).where(Device.owner_id == user.id).with_for_update()))
+    for device in devices:
+        device.owner_id = None
+        record_event("device.updated", device=device)
+    record_event("user.deleted", user=user)
+    db.session.delete(user)
+    db.session.commit()
+    return len(devices)
+
+
+def count_admins() -> int:
+    """Return how many administrators exist."""
+    return db.session.scalar(select(func.count()).select_from(User).where(User.role == ROLE_ADMIN))

@@ -1,0 +1,162 @@
+"""The outbox relay (`python -m web relay`): publish committed events to `ems.events`.
+
+Delivery is at-least-once: a row is marked published only after the broker has
+confirmed it, so a crash between the confirm and the mark publishes it again
+(consumers dedupe by `sequence`). A broker outage only delays events: the rows
+stay in the outbox and the relay retries with a capped back-off. A rolled-back
+change never had a committed row, so it is never published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from datetime import timedelta
+
+from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
+from common.db import engine_options
+from common.logs import log_event
+from common.settings import Settings
+from common.topology import EVENTS_EXCHANGE
+from web.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+IDLE_POLL_SECONDS = 0.2
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 15.0
+# Published rows are kept a while for inspection, then removed.
+PUBLISHED_RETENTION = timedelta(days=7)
+CLEANUP_EVERY_SECONDS = 3600
+LOCK_WAIT_SECONDS = 5
+
+
+def unpublished_rows(engine: Engine, limit: int = BATCH_SIZE) -> list[tuple[int, str, bytes]]:
+    """Return up to `limit` committed, unpublished events in id order."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, routing_key, body FROM outbox WHERE published_at IS NULL "
+                 "ORDER BY id LIMIT :limit"), {"limit": limit}).all()
+    return [(row.id, row.routing_key, _as_bytes(row.body)) for row in rows]
+
+
+def _as_bytes(body) -> bytes:
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, str):
+        # Re-encode compactly: MariaDB returns JSON columns as text.
+        return json.dumps(json.loads(body), separators=(",", ":")).encode()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def mark_published(engine: Engine, ids: list[int]) -> None:
+    """Record that the broker confirmed these events."""
+    if not ids:
+        return
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE outbox SET published_at = :now WHERE id IN :ids")
+                           .bindparams(bindparam("ids", expanding=True)),
+                           {"now": utcnow(), "ids": ids})
+
+
+def relay_batch(engine: Engine, publisher: ConfirmingPublisher) -> int:
+    """Publish one batch of events; return how many were confirmed.
+
+    Rows confirmed before a failure are still marked, then the failure is raised.
+    """
+    confirmed: list[int] = []
+    try:
+        for row_id, routing_key, body in unpublished_rows(engine):
+            publisher.publish(EVENTS_EXCHANGE, routing_key, body, message_id=str(row_id))
+            confirmed.append(row_id)
+    finally:
+        mark_published(engine, confirmed)
+    return len(confirmed)
+
+
+def delete_old_published(engine: Engine) -> int:
+    """Remove events published longer ago than the retention period."""
+    with engine.begin() as connection:
+        result = connection.execute(text("DELETE FROM outbox WHERE published_at < :before"),
+                                    {"before": utcnow() - PUBLISHED_RETENTION})
+    return result.rowcount
+
+
+class OutboxRelay:
+    """Loop that drains the outbox to RabbitMQ until asked to stop."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None):
+        self.settings = settings
+        self.engine = engine or create_engine(settings.database_url("web"), **engine_options())
+        self.publisher = ConfirmingPublisher(settings)
+        self.stopping = threading.Event()
+        self.published = 0
+
+    def stop(self, *_signal_args) -> None:
+        """Ask the loop to finish after the current batch."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Relay events until stopped; only one relay per database works at a time."""
+        lock_name = f"{self.settings.database_name('web')}.outbox_relay"
+        with self.engine.connect() as lock_connection:
+            # An advisory lock keeps a second relay from publishing the same rows in parallel.
+            while not self.stopping.is_set():
+                got = lock_connection.execute(text("SELECT GET_LOCK(:name, :wait)"),
+                                              {"name": lock_name, "wait": LOCK_WAIT_SECONDS}).scalar()
+                if got == 1:
+                    break
+            log_event(logger, "relay.started")
+            try:
+                self._loop()
+            finally:
+                lock_connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
+                self.publisher.close()
+                log_event(logger, "relay.stopped", published=self.published)
+
+    def _loop(self) -> None:
+        delay = BACKOFF_FIRST_SECONDS
+        next_cleanup = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                count = relay_batch(self.engine, self.publisher)
+            except (PublishNotConfirmed, OperationalError, *CONNECTION_ERRORS) as error:
+                # Broker or database away: keep the rows, wait, try again.
+                log_event(logger, "relay.retrying", level=logging.WARNING,
+                          error=type(error).__name__, retry_in=round(delay, 1))
+                self.publisher.close()
+                self.stopping.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                continue
+            delay = BACKOFF_FIRST_SECONDS
+            if count:
+                self.published += count
+                log_event(logger, "relay.published", count=count)
+                continue
+            if time.monotonic() >= next_cleanup:
+                delete_old_published(self.engine)
+                next_cleanup = time.monotonic() + CLEANUP_EVERY_SECONDS
+            self._idle()
+
+    def _idle(self) -> None:
+        try:
+            self.publisher.process_events()
+        except CONNECTION_ERRORS:
+            self.publisher.close()
+        self.stopping.wait(IDLE_POLL_SECONDS)
+
+
+def run_relay(settings: Settings) -> None:
+    """Run the relay in this process until SIGTERM or SIGINT."""
+    relay = OutboxRelay(settings)
+    signal.signal(signal.SIGTERM, relay.stop)
+    signal.signal(signal.SIGINT, relay.stop)
+    relay.run()

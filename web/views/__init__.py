@@ -1,0 +1,1 @@
+"""HTTP handlers of the portal, one blueprint module per feature."""

@@ -1,0 +1,139 @@
+"""Sign in, sign out, sign up and token refresh (pages and the API's login)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template
+from flask_jwt_extended import (
+    get_jwt_identity,
+    jwt_required,
+    set_access_cookies,
+    unset_jwt_cookies,
+    verify_jwt_in_request,
+)
+from flask_jwt_extended.exceptions import CSRFError, NoAuthorizationError
+from htmx_flask import make_response, request
+from jwt import InvalidTokenError
+
+from common.pages import viewer
+from web.accounts import create_user
+from web.extensions import db
+from web.models import ROLE_CLIENT, User
+from web.portal_settings import signup_enabled
+from web.sessions import (
+    TooManyAttempts,
+    access_token_for,
+    authenticate,
+    client_address,
+    safe_next,
+    start_session,
+)
+from web.validation import ValidationError
+
+blueprint = Blueprint("auth", __name__)
+
+TOO_MANY_ATTEMPTS = "Too many login attempts. Wait a minute and try again."
+BAD_CREDENTIALS = "Wrong e-mail or password."
+
+
+def home_for(user) -> str:
+    """Return where a user lands after signing in."""
+    return "/admin/devices" if user.role == "admin" else "/"
+
+
+@blueprint.get("/login")
+def login():
+    """Show the sign-in form (or go on if already signed in)."""
+    current = viewer()
+    if current is not None:
+        return redirect(safe_next(request.args.get("next"), home_for(current)))
+    return render_template("auth/login.html", next=safe_next(request.args.get("next"), ""),
+                           signup_open=signup_enabled())
+
+
+@blueprint.post("/login")
+def login_submit():
+    """Check the credentials and start a session in cookies."""
+    email, target = request.form.get("email", ""), safe_next(request.form.get("next"), "")
+    try:
+        user = authenticate(email, request.form.get("password", ""), client_address())
+    except TooManyAttempts:
+        return _login_error(email, target, TOO_MANY_ATTEMPTS, 429)
+    if user is None:
+        return _login_error(email, target, BAD_CREDENTIALS, 401)
+    return start_session(redirect(target or home_for(user), 303), user)
+
+
+def _login_error(email: str, target: str, message: str, status: int):
+    page = render_template("auth/login.html", email=email, next=target, error=message,
+                           signup_open=signup_enabled())
+    response = make_response(page, status)
+    if status == 429:
+        response.headers["Retry-After"] = "60"
+    return response
+
+
+@blueprint.post("/logout")
+def logout():
+    """End the session: remove every token cookie."""
+    try:
+        verify_jwt_in_request(optional=True)
+    except (CSRFError, NoAuthorizationError):
+        raise
+    except InvalidTokenError:
+        pass  # an expired token may still sign out
+    # htmx follows HX-Redirect with a full page load; a plain form post gets a 303.
+    response = make_response("", 204, redirect="/login") if request.htmx else redirect("/login", 303)
+    unset_jwt_cookies(response)
+    return response
+
+
+@blueprint.route("/signup", methods=["GET", "POST"])
+def signup():
+    """Let a visitor create a client account, unless an administrator closed sign-up."""
+    if not signup_enabled():
+        return render_template("auth/signup.html", closed=True, form={}), 403
+    if request.method == "GET":
+        return render_template("auth/signup.html", form={})
+    form = request.form
+    errors = {}
+    if form.get("password", "") != form.get("password_confirm", ""):
+        errors["password_confirm"] = "the passwords do not match"  # noqa: S105 - a message
+    try:
+        if errors:
+            raise ValidationError(errors)
+        user = create_user({"email": form.get("email"), "name": form.get("name"),
+                            "password": form.get("password"), "role": ROLE_CLIENT},
+                           current_app.extensions["ems_password_hasher"])
+    except ValidationError as error:
+        return render_template("auth/signup.html", form=form, errors=error.errors), 422
+    return start_session(redirect("/", 303), user)
+
+
+@blueprint.post("/auth/refresh")
+@jwt_required(refresh=True)
+def refresh():
+    """Exchange the refresh cookie for a new access token (role and name read again)."""
+    user = db.session.get(User, int(get_jwt_identity()))
+    if user is None:
+        response = jsonify(error="user no longer exists")
+        unset_jwt_cookies(response)
+        return response, 401
+    response = jsonify(refreshed=True)
+    set_access_cookies(response, access_token_for(user))
+    return response
+
+
+@blueprint.post("/api/auth/login")
+def api_login():
+    """Return an access token for e-mail and password sent as JSON."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(error="request body must be a JSON object with email and password"), 400
+    try:
+        user = authenticate(body.get("email"), body.get("password"), client_address())
+    except TooManyAttempts:
+        return jsonify(error=TOO_MANY_ATTEMPTS), 429, {"Retry-After": "60"}
+    if user is None:
+        return jsonify(error=BAD_CREDENTIALS), 401
+    return jsonify(access_token=access_token_for(user), token_type="Bearer",  # noqa: S106 - the scheme name
+                   expires_in=int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
