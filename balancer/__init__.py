@@ -1,0 +1,1 @@
+"""The load balancer: routes every valid reading to one monitor replica's ingest queue."""

@@ -1,0 +1,110 @@
+"""Keep the monitor's copy of devices from the portal's events (`monitor.events`).
+
+The queue has a single active consumer, so events arrive in publish order;
+`last_sequence` still guards against an older event redelivered after a newer
+one was applied (ignored, never applied twice).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pika
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from common.amqp import connect, dead_letter
+from common.logs import log_event
+from common.messages import Event, InvalidMessage, parse_event
+from common.settings import Settings
+from common.topology import MONITOR_EVENTS_QUEUE
+
+logger = logging.getLogger(__name__)
+
+IDLE_TIMEOUT_SECONDS = 1.0
+
+SELECT_SEQUENCE = text("SELECT last_sequence FROM devices WHERE id = :id FOR UPDATE")
+UPSERT_DEVICE = text(
+    "INSERT INTO devices (id, name, owner_id, max_hourly_kwh, deleted, last_sequence) "
+    "VALUES (:id, :name, :owner_id, :limit, :deleted, :sequence) "
+    "ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), "
+    "max_hourly_kwh = VALUES(max_hourly_kwh), deleted = VALUES(deleted), "
+    "last_sequence = VALUES(last_sequence)"
+)
+RELEASE_OWNED_DEVICES = text(
+    "UPDATE devices SET owner_id = NULL, last_sequence = :sequence "
+    "WHERE owner_id = :user_id AND last_sequence < :sequence"
+)
+
+
+def apply_event(connection: Connection, event: Event) -> bool:
+    """Apply one event to the devices table; return False if it was older than what is stored."""
+    if event.device is not None:
+        stored = connection.execute(SELECT_SEQUENCE, {"id": event.device.id}).scalar()
+        if stored is not None and stored >= event.sequence:
+            return False
+        connection.execute(UPSERT_DEVICE, {
+            "id": event.device.id, "name": event.device.name[:200], "owner_id": event.device.owner_id,
+            "limit": str(event.device.max_hourly_kwh), "deleted": event.type == "device.deleted",
+            "sequence": event.sequence,
+        })
+        return True
+    if event.type == "user.deleted" and event.user is not None:
+        # A deleted user's devices have nobody left to alert.
+        connection.execute(RELEASE_OWNED_DEVICES, {"user_id": event.user.id, "sequence": event.sequence})
+    return True
+
+
+class EventsConsumer:
+    """One connection's life of the events consumer; `run` again after it is lost."""
+
+    def __init__(self, settings: Settings, engine: Engine):
+        self.settings = settings
+        self.engine = engine
+        self.stopping = False
+        self._connection: pika.BlockingConnection | None = None
+
+    def stop(self) -> None:
+        """Leave after the current event (called from a signal handler)."""
+        self.stopping = True
+
+    def run(self) -> None:
+        """Consume events until stopped; raise a connection error on failure."""
+        self._connection = connect(self.settings)
+        try:
+            channel = self._connection.channel()
+            # One at a time: events must be applied in order.
+            channel.basic_qos(prefetch_count=1)
+            publish_channel = self._connection.channel()
+            publish_channel.confirm_delivery()
+            log_event(logger, "monitor.events_connected", queue=MONITOR_EVENTS_QUEUE)
+            for method, properties, body in channel.consume(MONITOR_EVENTS_QUEUE,
+                                                            inactivity_timeout=IDLE_TIMEOUT_SECONDS):
+                if method is not None:
+                    self._handle(publish_channel, method, properties, body)
+                    channel.basic_ack(method.delivery_tag)
+                if self.stopping:
+                    channel.cancel()
+                    return
+        finally:
+            if self._connection.is_open:
+                try:
+                    self._connection.close()
+                except (pika.exceptions.AMQPError, OSError):
+                    pass
+
+    def _handle(self, publish_channel, method, properties, body: bytes) -> None:
+        try:
+            event = parse_event(body)
+        except InvalidMessage as error:
+            dead_letter(publish_channel, MONITOR_EVENTS_QUEUE, method.routing_key, body, str(error), properties)
+            log_event(logger, "monitor.event_dead_lettered", level=logging.WARNING, reason=str(error)[:200])
+            return
+        try:
+            with self.engine.begin() as connection:
+                applied = apply_event(connection, event)
+        except DBAPIError as error:
+            raise ConnectionError(f"applying event failed: {error.__class__.__name__}") from error
+        log_event(logger, "monitor.event_applied" if applied else "monitor.event_stale",
+                  type=event.type, sequence=event.sequence)

@@ -1,0 +1,207 @@
+"""Storing a batch of readings: idempotent readings, exact hourly totals, alerts.
+
+Everything for one batch happens in one transaction, so a batch counts fully or
+not at all, and the caller acks its deliveries only after the commit:
+
+1. `INSERT IGNORE` the readings, keyed by (device_id, timestamp_ms). A reading
+   delivered twice — even to two replicas at once — is inserted by exactly one
+   transaction; the other waits on the row lock and then ignores it.
+2. Add to `hourly_consumption` only the readings this transaction inserted
+   (they carry its `batch_id`), with `kwh = kwh + VALUES(kwh)`: the row lock
+   serialises replicas updating the same device-hour, the sum stays exact.
+3. For each touched device-hour now over its device's limit, `INSERT IGNORE`
+   one alert row: unique per device-hour, so only the first crossing counts.
+
+Keys are sorted before every write so that concurrent batches lock rows in the
+same order; a deadlock that still happens is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from common.db import engine_options
+from common.logs import log_event
+from common.messages import Reading
+from common.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+KWH_QUANTUM = Decimal("0.000001")
+# Readings for hours older than this are history (a backfill, a late replay):
+# they are stored and counted but raise no alert that nobody could act on.
+ALERT_MAX_AGE = timedelta(hours=24)
+DEADLOCK_ERRORS = (1213, 1205)  # deadlock found, lock wait timeout
+MAX_ATTEMPTS = 8
+
+
+def create_monitor_engine(settings: Settings) -> Engine:
+    """Return an engine on the monitor database."""
+    return create_engine(settings.database_url("monitor"), **engine_options())
+
+
+def reading_kwh(value: float) -> Decimal:
+    """Return a reading's kWh as the exact decimal that is stored (6 places)."""
+    return Decimal(repr(value)).quantize(KWH_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def hour_start(timestamp_ms: int) -> datetime:
+    """Return the start of the UTC clock hour of an epoch-milliseconds time (naive UTC)."""
+    return datetime.fromtimestamp(timestamp_ms // 3_600_000 * 3600, tz=timezone.utc).replace(tzinfo=None)
+
+
+def hourly_sums(rows) -> dict[tuple[str, datetime], Decimal]:
+    """Sum (device_id, hour_start, kwh) rows per device-hour."""
+    sums: dict[tuple[str, datetime], Decimal] = defaultdict(Decimal)
+    for device_id, hour, kwh in rows:
+        sums[(device_id, hour)] += kwh
+    return dict(sums)
+
+
+def over_limit(total: Decimal, limit: Decimal) -> bool:
+    """Tell whether an hourly total exceeds the device's limit (equal is still fine)."""
+    return total > limit
+
+
+@dataclass
+class BatchResult:
+    """What storing one batch did."""
+
+    received: int = 0
+    inserted: int = 0
+    unknown_device: int = 0
+    alerts: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+INSERT_READINGS = text(
+    "INSERT IGNORE INTO readings (device_id, timestamp_ms, hour_start, kwh, batch_id, replica) "
+    "VALUES (:device_id, :timestamp_ms, :hour_start, :kwh, :batch_id, :replica)"
+)
+SELECT_BATCH_KEYS = text("SELECT device_id, timestamp_ms FROM readings WHERE batch_id = :batch_id")
+ADD_HOURLY = text(
+    "INSERT INTO hourly_consumption (device_id, hour_start, kwh) VALUES (:device_id, :hour_start, :kwh) "
+    "ON DUPLICATE KEY UPDATE kwh = kwh + VALUES(kwh)"
+)
+SELECT_DEVICES = text(
+    "SELECT id, name, owner_id, max_hourly_kwh, deleted FROM devices WHERE id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+SELECT_HOURLY = text(
+    "SELECT device_id, hour_start, kwh FROM hourly_consumption "
+    "WHERE device_id IN :ids AND hour_start IN :hours"
+).bindparams(bindparam("ids", expanding=True), bindparam("hours", expanding=True))
+INSERT_ALERT = text(
+    "INSERT IGNORE INTO alerts (device_id, hour_start, owner_id, device_name, kwh, limit_kwh) "
+    "VALUES (:device_id, :hour_start, :owner_id, :device_name, :kwh, :limit_kwh)"
+)
+COUNT_REPLICA = text(
+    "INSERT INTO replica_stats (replica, readings_stored, duplicates, unknown_device_readings, "
+    "alerts_raised, updated_at) VALUES (:replica, :stored, :duplicates, :unknown, :alerts, UTC_TIMESTAMP(3)) "
+    "ON DUPLICATE KEY UPDATE readings_stored = readings_stored + VALUES(readings_stored), "
+    "duplicates = duplicates + VALUES(duplicates), "
+    "unknown_device_readings = unknown_device_readings + VALUES(unknown_device_readings), "
+    "alerts_raised = alerts_raised + VALUES(alerts_raised), updated_at = VALUES(updated_at)"
+)
+
+
+def _reading_rows(readings: list[Reading], batch_id: bytes, replica: int) -> list[dict]:
+    """Return one row per distinct reading key, sorted by key (the lock order)."""
+    unique = {(r.device_id, r.timestamp): r for r in readings}
+    return [
+        {"device_id": device_id, "timestamp_ms": timestamp, "hour_start": hour_start(timestamp),
+         "kwh": reading_kwh(reading.measurement_value), "batch_id": batch_id, "replica": replica}
+        for (device_id, timestamp), reading in sorted(unique.items())
+    ]
+
+
+def _inserted_rows(connection: Connection, rows: list[dict], inserted: int, batch_id: bytes) -> list[dict]:
+    """Return the rows this transaction inserted (all of them unless some were duplicates)."""
+    if inserted == len(rows):
+        return rows
+    if inserted == 0:
+        return []
+    # A consistent read sees this transaction's own inserts: exactly ours carry batch_id.
+    keys = set(connection.execute(SELECT_BATCH_KEYS, {"batch_id": batch_id}).tuples())
+    return [row for row in rows if (row["device_id"], row["timestamp_ms"]) in keys]
+
+
+def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: datetime) -> int:
+    """Insert an alert for each touched device-hour over its limit; return how many are new."""
+    oldest = (now - ALERT_MAX_AGE).replace(minute=0, second=0, microsecond=0)
+    candidates = {
+        (device_id, hour) for device_id, hour in sums
+        if device_id in devices and not devices[device_id].deleted
+        and devices[device_id].owner_id is not None and hour >= oldest
+    }
+    if not candidates:
+        return 0
+    totals = connection.execute(SELECT_HOURLY, {
+        "ids": sorted({device_id for device_id, _ in candidates}),
+        "hours": sorted({hour for _, hour in candidates}),
+    }).tuples()
+    alerts = []
+    for device_id, hour, total in totals:
+        device = devices[device_id] if (device_id, hour) in candidates else None
+        if device is not None and over_limit(total, device.max_hourly_kwh):
+            alerts.append({"device_id": device_id, "hour_start": hour, "owner_id": device.owner_id,
+                           "device_name": device.name, "kwh": total, "limit_kwh": device.max_hourly_kwh})
+    if not alerts:
+        return 0
+    alerts.sort(key=lambda alert: (alert["device_id"], alert["hour_start"]))
+    return connection.execute(INSERT_ALERT, alerts).rowcount
+
+
+def _store_once(connection: Connection, readings: list[Reading], replica: int, now: datetime) -> BatchResult:
+    batch_id = uuid.uuid4().bytes
+    rows = _reading_rows(readings, batch_id, replica)
+    result = BatchResult(received=len(readings))
+    inserted = connection.execute(INSERT_READINGS, rows).rowcount if rows else 0
+    stored = _inserted_rows(connection, rows, inserted, batch_id)
+    result.inserted = len(stored)
+    if stored:
+        sums = hourly_sums((row["device_id"], row["hour_start"], row["kwh"]) for row in stored)
+        connection.execute(ADD_HOURLY, [
+            {"device_id": device_id, "hour_start": hour, "kwh": kwh}
+            for (device_id, hour), kwh in sorted(sums.items())
+        ])
+        devices = {row.id: row for row in connection.execute(
+            SELECT_DEVICES, {"ids": sorted({row["device_id"] for row in stored})})}
+        result.unknown_device = sum(1 for row in stored if row["device_id"] not in devices)
+        result.alerts = _raise_alerts(connection, sums, devices, now)
+    connection.execute(COUNT_REPLICA, {"replica": replica, "stored": result.inserted,
+                                       "duplicates": result.duplicates, "unknown": result.unknown_device,
+                                       "alerts": result.alerts})
+    return result
+
+
+def store_readings(engine: Engine, readings: list[Reading], replica: int,
+                   now: datetime | None = None) -> BatchResult:
+    """Store a batch of valid readings in one transaction, retrying after a deadlock."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with engine.begin() as connection:
+                return _store_once(connection, readings, replica, now)
+        except OperationalError as error:
+            code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+            if code not in DEADLOCK_ERRORS or attempt == MAX_ATTEMPTS:
+                raise
+            log_event(logger, "monitor.batch_retry", level=logging.WARNING, replica=replica,
+                      attempt=attempt, code=code)
+            # A little jitter keeps the two deadlocked batches from meeting again.
+            time.sleep(random.uniform(0.005, 0.05) * attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,128 @@
+"""A monitoring replica: consume `ingest.<n>`, store readings in batches, publish alerts.
+
+One thread, one blocking connection: `consume(inactivity_timeout=…)` yields
+deliveries (or None when idle); a batch closes at BATCH_SIZE deliveries or
+BATCH_WAIT_SECONDS after its first one. Each batch is one short transaction,
+so heartbeats are serviced between batches. Deliveries are acked with one
+`multiple` ack only after the transaction committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pika
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from common.amqp import connect, dead_letter
+from common.logs import log_event
+from common.messages import InvalidMessage, parse_reading
+from common.settings import Settings
+from common.topology import ingest_queue
+from monitor.alerts import crash_if_fault_injected, publish_pending_alerts
+from monitor.storage import store_readings
+
+logger = logging.getLogger(__name__)
+
+PREFETCH = 1000
+BATCH_SIZE = 500
+BATCH_WAIT_SECONDS = 0.05
+# Unpublished alerts of a replica that died are picked up by the others this often.
+ALERT_SWEEP_SECONDS = 5.0
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The database failed; start over on a fresh connection after a back-off."""
+
+
+class IngestWorker:
+    """One connection's life of monitor replica `replica`; `run` again after it is lost."""
+
+    def __init__(self, settings: Settings, engine: Engine, replica: int):
+        self.settings = settings
+        self.engine = engine
+        self.replica = replica
+        self.queue = ingest_queue(replica)
+        self.stopping = False
+        self._connection: pika.BlockingConnection | None = None
+        self._consume_channel = None
+        self._publish_channel = None
+        self._last_sweep = 0.0
+
+    def stop(self) -> None:
+        """Finish the current batch and leave (called from a signal handler)."""
+        self.stopping = True
+
+    def run(self) -> None:
+        """Consume until stopped; raise a connection error when the broker or database fails."""
+        self._open()
+        try:
+            self._sweep_alerts()
+            self._consume()
+        finally:
+            self._close()
+
+    def _open(self) -> None:
+        self._connection = connect(self.settings)
+        self._consume_channel = self._connection.channel()
+        self._consume_channel.basic_qos(prefetch_count=PREFETCH)
+        # Dead letters and alerts go out on their own channel, in confirm mode.
+        self._publish_channel = self._connection.channel()
+        self._publish_channel.confirm_delivery()
+        log_event(logger, "monitor.worker_connected", replica=self.replica, queue=self.queue)
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+
+    def _consume(self) -> None:
+        batch = []
+        batch_started = 0.0
+        for delivery in self._consume_channel.consume(self.queue, inactivity_timeout=BATCH_WAIT_SECONDS):
+            method = delivery[0]
+            if method is not None:
+                if not batch:
+                    batch_started = time.monotonic()
+                batch.append(delivery)
+            due = len(batch) >= BATCH_SIZE or time.monotonic() - batch_started >= BATCH_WAIT_SECONDS
+            if batch and (due or method is None or self.stopping):
+                self._process(batch)
+                batch = []
+            if method is None and time.monotonic() - self._last_sweep > ALERT_SWEEP_SECONDS:
+                self._sweep_alerts()
+            if self.stopping:
+                self._consume_channel.cancel()
+                return
+
+    def _process(self, batch: list) -> None:
+        """Store a batch, dead-letter its invalid deliveries, then ack it all at once."""
+        readings = []
+        for method, properties, body in batch:
+            try:
+                readings.append(parse_reading(body))
+            except InvalidMessage as error:
+                dead_letter(self._publish_channel, self.queue, method.routing_key, body, str(error), properties)
+        try:
+            result = store_readings(self.engine, readings, self.replica)
+        except DBAPIError as error:
+            raise DatabaseUnavailable(f"storing a batch failed: {error.__class__.__name__}") from error
+        self._consume_channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        log_event(logger, "monitor.batch_stored", level=logging.DEBUG, replica=self.replica,
+                  received=result.received, inserted=result.inserted, alerts=result.alerts)
+        if result.alerts:
+            log_event(logger, "monitor.alerts_raised", replica=self.replica, count=result.alerts)
+            crash_if_fault_injected()
+            self._sweep_alerts()
+
+    def _sweep_alerts(self) -> None:
+        self._last_sweep = time.monotonic()
+        try:
+            publish_pending_alerts(self.engine, self._publish_channel)
+        except DBAPIError as error:
+            raise DatabaseUnavailable(f"publishing alerts failed: {error.__class__.__name__}") from error

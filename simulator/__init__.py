@@ -1,0 +1,1 @@
+"""The meter simulator: sends readings in the seed format to ems.readings."""
