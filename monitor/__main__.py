@@ -32,7 +32,8 @@ def main() -> None:
     if arguments.command == "worker":
         replica = arguments.replica or settings.replica
         if not 1 <= replica <= settings.monitor_replicas:
-            raise SystemExit(f"replica must be between 1 and EMS_MONITOR_REPLICAS={settings.monitor_replicas}")
+            raise SystemExit(f"replica must be between 1 and EMS_MONITOR_REPLICAS "
+                             f"({settings.monitor_replicas})")
         configure_logging(f"monitor-{replica}", settings.log_level)
         consumer = IngestWorker(settings, engine, replica)
         name = f"monitor-{replica}"

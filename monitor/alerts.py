@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import timezone
+from datetime import UTC
 
 import pika
 import pika.exceptions
@@ -58,7 +58,7 @@ def alert_message(row) -> Alert:
         user_id=row.owner_id,
         device_id=row.device_id,
         device_name=row.device_name,
-        hour_start=row.hour_start.replace(tzinfo=timezone.utc).isoformat(),
+        hour_start=row.hour_start.replace(tzinfo=UTC).isoformat(),
         kwh=float(row.kwh),
         limit_kwh=float(row.limit_kwh),
     )

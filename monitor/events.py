@@ -98,7 +98,8 @@ class EventsConsumer:
         try:
             event = parse_event(body)
         except InvalidMessage as error:
-            dead_letter(publish_channel, MONITOR_EVENTS_QUEUE, method.routing_key, body, str(error), properties)
+            dead_letter(publish_channel, MONITOR_EVENTS_QUEUE, method.routing_key, body, str(error),
+                        properties)
             log_event(logger, "monitor.event_dead_lettered", level=logging.WARNING, reason=str(error)[:200])
             return
         try:

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import bindparam, create_engine, text
@@ -58,7 +58,7 @@ def reading_kwh(value: float) -> Decimal:
 
 def hour_start(timestamp_ms: int) -> datetime:
     """Return the start of the UTC clock hour of an epoch-milliseconds time (naive UTC)."""
-    return datetime.fromtimestamp(timestamp_ms // 3_600_000 * 3600, tz=timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(timestamp_ms // 3_600_000 * 3600, tz=UTC).replace(tzinfo=None)
 
 
 def hourly_sums(rows) -> dict[tuple[str, datetime], Decimal]:
@@ -191,7 +191,7 @@ def _store_once(connection: Connection, readings: list[Reading], replica: int, n
 def store_readings(engine: Engine, readings: list[Reading], replica: int,
                    now: datetime | None = None) -> BatchResult:
     """Store a batch of valid readings in one transaction, retrying after a deadlock."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with engine.begin() as connection:

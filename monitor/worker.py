@@ -107,7 +107,8 @@ class IngestWorker:
             try:
                 readings.append(parse_reading(body))
             except InvalidMessage as error:
-                dead_letter(self._publish_channel, self.queue, method.routing_key, body, str(error), properties)
+                dead_letter(self._publish_channel, self.queue, method.routing_key, body, str(error),
+                            properties)
         try:
             result = store_readings(self.engine, readings, self.replica)
         except DBAPIError as error:

@@ -34,7 +34,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     live = with_devices(commands.add_parser("live", help="send a reading stamped now every interval"))
     live.add_argument("--interval", type=float, default=600.0, help="seconds between readings (600)")
     live.add_argument("--demo", action="store_true",
-                      help="demo: 5 s interval, and the device with the lowest limit goes over it now and then")
+                      help="demo: 5 s interval; the device with the lowest limit goes over it now and then")
     live.add_argument("--count", type=int, default=None, help="stop after this many rounds")
 
     load = with_devices(commands.add_parser("load", help="generate load for benchmarks"))

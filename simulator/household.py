@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 INTERVAL_MINUTES = 10
 INTERVAL_MS = INTERVAL_MINUTES * 60 * 1000
@@ -23,7 +23,7 @@ DAILY_SHAPE = [(0, 0.05), (5, 0.0), (6.5, 0.5), (8, 0.9), (9.5, 0.3), (12, 0.35)
 
 def daily_extra_kw(hour: float) -> float:
     """Return the extra load above base at a (fractional) hour of the day."""
-    for (h1, kw1), (h2, kw2) in zip(DAILY_SHAPE, DAILY_SHAPE[1:]):
+    for (h1, kw1), (h2, kw2) in zip(DAILY_SHAPE, DAILY_SHAPE[1:], strict=False):
         if h1 <= hour <= h2:
             share = (hour - h1) / (h2 - h1)
             # A cosine blend gives smooth shoulders instead of straight ramps.
@@ -56,4 +56,4 @@ def interval_kwh(moment: datetime, rng: random.Random, scale: float = 1.0,
 
 def epoch_ms(moment: datetime) -> int:
     """Return an aware datetime as epoch milliseconds."""
-    return int(moment.astimezone(timezone.utc).timestamp() * 1000)
+    return int(moment.astimezone(UTC).timestamp() * 1000)

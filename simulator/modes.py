@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -19,7 +19,6 @@ from common.logs import log_event
 from common.messages import Reading
 from common.settings import Settings
 from common.topology import READING_ROUTING_KEY, READINGS_EXCHANGE
-from simulator.generate_sample import SAMPLE_PATH
 from simulator.household import INTERVAL_MS, epoch_ms, interval_kwh
 from simulator.publisher import ConfirmedBurstPublisher, PublishSummary
 
@@ -119,7 +118,7 @@ def replay(arguments, settings: Settings) -> PublishSummary:
     if arguments.interval is None:
         stamps = history_timestamps(len(values), now_ms())
         bodies = (Reading(stamp, device["id"], value).to_json()
-                  for device in devices for stamp, value in zip(stamps, values))
+                  for device in devices for stamp, value in zip(stamps, values, strict=True))
         return burst(settings, bodies, len(values) * len(devices))
     return paced(settings, devices, arguments.interval, len(values),
                  lambda device, index, at: values[index])
@@ -136,13 +135,13 @@ def backfill(arguments, settings: Settings) -> PublishSummary:
             rng = random.Random(device["id"])
             scale = rng.uniform(0.6, 1.4)
             for stamp in stamps:
-                at = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
+                at = datetime.fromtimestamp(stamp / 1000, tz=UTC)
                 yield Reading(stamp, device["id"], interval_kwh(at, rng, scale)).to_json()
 
     return burst(settings, bodies(), steps * len(devices))
 
 
-def demo_surge(device: dict, at: datetime) -> bool:
+def demo_surge(at: datetime) -> bool:
     """Tell whether the demo's chosen device overspends now: the second half of every other hour."""
     return at.hour % 2 == 0 and at.minute >= 20
 
@@ -152,11 +151,13 @@ def live(arguments, settings: Settings) -> PublishSummary:
     interval = DEMO_INTERVAL_SECONDS if arguments.demo else arguments.interval
     devices = resolve_devices(arguments, settings)
     limited = [d for d in devices if d.get("max_hourly_kwh")]
-    surging = min(limited, key=lambda d: float(d["max_hourly_kwh"]))["id"] if arguments.demo and limited else None
+    surging = None
+    if arguments.demo and limited:
+        surging = min(limited, key=lambda d: float(d["max_hourly_kwh"]))["id"]
     generators = {device["id"]: random.Random(device["id"]) for device in devices}
 
     def value(device, index, at):
-        if device["id"] == surging and demo_surge(device, at):
+        if device["id"] == surging and demo_surge(at):
             # Twice the hourly limit as power: over the limit within the surge.
             return round(2 * float(device["max_hourly_kwh"]) * interval / 3600, 6)
         return interval_kwh(at.astimezone(), generators[device["id"]], seconds=interval)
@@ -164,7 +165,8 @@ def live(arguments, settings: Settings) -> PublishSummary:
     return paced(settings, devices, interval, arguments.count, value)
 
 
-def paced(settings: Settings, devices: list[dict], interval: float, rounds: int | None, value) -> PublishSummary:
+def paced(settings: Settings, devices: list[dict], interval: float, rounds: int | None,
+          value) -> PublishSummary:
     """Every `interval` seconds send one reading per device stamped now, with a blocking confirm."""
     publisher = ConfirmingPublisher(settings)
     summary = PublishSummary()
@@ -172,7 +174,7 @@ def paced(settings: Settings, devices: list[dict], interval: float, rounds: int 
     index = 0
     try:
         while rounds is None or index < rounds:
-            at = datetime.now(timezone.utc)
+            at = datetime.now(UTC)
             for device in devices:
                 reading = Reading(epoch_ms(at), device["id"], value(device, index, at))
                 publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY, reading.to_json())

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from balancer.strategies import LeastLoaded, Rendezvous, RoundRobin, StableHash, create_strategy, stable_hash
+from balancer.strategies import LeastLoaded, Rendezvous, RoundRobin, StableHash, create_strategy
 
 DEVICES = [str(uuid.UUID(int=n * 7919 + 12345)) for n in range(2000)]
 
