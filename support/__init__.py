@@ -1,0 +1,43 @@
+"""The support service: live chat between clients and administrators, with a bot.
+
+`create_app()` serves the chat widget, the admin inbox, the bot rules page and
+the `/api/support` JSON API; `python -m support consumer` processes inbound chat
+messages from the notifier.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from common.auth import configure_jwt
+from common.db import engine_options
+from common.pages import init_pages
+from common.settings import Settings, load_settings
+from support.extensions import db
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the support Flask application."""
+    settings = settings or load_settings()
+    app = Flask(__name__, static_folder=None)  # static files are served by web
+    app.config.update(
+        EMS_SETTINGS=settings,
+        SQLALCHEMY_DATABASE_URI=settings.database_url("support"),
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(),
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    configure_jwt(app, settings)
+    init_pages(app)
+    db.init_app(app)
+
+    from support import api, filters, pages
+
+    filters.init_filters(app)
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(api.blueprint)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    """Return the settings the app was built with."""
+    return app.config["EMS_SETTINGS"]

@@ -1,0 +1,58 @@
+"""`python -m support consumer` consumes inbound chat; `seed-rules` seeds the bot's rules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from common.logs import configure_logging, log_event
+from common.settings import load_settings
+
+logger = logging.getLogger("support")
+
+
+def run_consumer() -> None:
+    """Wire the consumer's parts together and consume until stopped."""
+    from support import create_app, rules
+    from support.consumer import SupportConsumer
+    from support.extensions import db
+    from support.notify import Broadcaster
+    from support.responder import Responder
+    from support.service import ChatService
+
+    settings = load_settings()
+    app = create_app(settings)
+    broadcaster = Broadcaster.from_settings(settings)
+    responder = Responder(app, broadcaster)
+    with app.app_context():
+        seeded = rules.seed_rules()
+        pending = responder.answer_pending()
+        db.session.remove()
+    log_event(logger, "support.started", seeded_rules=seeded, pending_answers=pending,
+              llm=responder.llm is not None)
+    try:
+        SupportConsumer(settings, ChatService(app, broadcaster, responder)).run()
+    finally:
+        responder.shutdown()
+
+
+def seed_rules() -> None:
+    """Insert the bot's rules from bot_rules.json when there are none yet."""
+    from support import create_app, rules
+
+    app = create_app(load_settings())
+    with app.app_context():
+        log_event(logger, "support.rules_seeded", count=rules.seed_rules())
+
+
+def main() -> None:
+    """Parse the command line and run it."""
+    parser = argparse.ArgumentParser(prog="python -m support")
+    parser.add_argument("command", choices=["consumer", "seed-rules"])
+    arguments = parser.parse_args()
+    configure_logging("support", load_settings().log_level)
+    {"consumer": run_consumer, "seed-rules": seed_rules}[arguments.command]()
+
+
+if __name__ == "__main__":
+    main()

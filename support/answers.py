@@ -1,0 +1,148 @@
+"""Answers from the client's own data: the monitor API's summary of their devices.
+
+Support asks the monitor with a short-lived token minted for that client, so
+the monitor's own authorization decides what is visible: never another
+client's devices.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import requests
+
+from common.auth import Identity, mint_access_token
+from common.logs import log_event
+from common.settings import Settings
+from support.bot import words
+
+logger = logging.getLogger(__name__)
+SUMMARY_PATH = "/api/monitor/summary"
+MONITOR_TIMEOUT_SECONDS = 3.0
+TOKEN_LIFETIME = timedelta(seconds=60)
+
+
+class SummaryUnavailable(RuntimeError):
+    """The monitor API did not give a usable summary."""
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """What support knows about one of the client's devices."""
+
+    id: str
+    name: str
+    limit_kwh: float | None
+    today_kwh: float
+    yesterday_kwh: float
+    latest_alert: dict | None
+
+
+def _number(value, default=None):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def parse_summary(payload) -> list[DeviceSummary]:
+    """Read the monitor's summary (a list of devices, or {"devices": [...]})."""
+    items = payload.get("devices") if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        raise SummaryUnavailable("summary has no device list")
+    devices = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        limit = item.get("limit", item.get("max_hourly_kwh", item.get("limit_kwh")))
+        alert = item.get("latest_alert")
+        devices.append(DeviceSummary(
+            id=str(item.get("id", item.get("device_id", ""))),
+            name=str(item.get("name") or "Unnamed device")[:80],
+            limit_kwh=_number(limit),
+            today_kwh=_number(item.get("today_kwh"), 0.0),
+            yesterday_kwh=_number(item.get("yesterday_kwh"), 0.0),
+            latest_alert=alert if isinstance(alert, dict) else None,
+        ))
+    return devices
+
+
+def fetch_summary(settings: Settings, client: Identity, timezone: str | None = None) -> list[DeviceSummary]:
+    """Return the client's devices from the monitor API, as that client."""
+    token = mint_access_token(settings, client, TOKEN_LIFETIME)
+    params = {"tz": timezone} if timezone else None
+    try:
+        response = requests.get(settings.monitor_api_url.rstrip("/") + SUMMARY_PATH, params=params,
+                                headers={"Authorization": f"Bearer {token}"},
+                                timeout=MONITOR_TIMEOUT_SECONDS)
+        response.raise_for_status()
+        return parse_summary(response.json())
+    except (requests.RequestException, ValueError) as error:
+        log_event(logger, "support.summary_unavailable", level=logging.WARNING,
+                  client_id=client.user_id, error=type(error).__name__)
+        raise SummaryUnavailable(str(error)) from error
+
+
+def _kwh(value: float) -> str:
+    return f"{value:.2f} kWh"
+
+
+def mentioned_devices(text: str, devices: list[DeviceSummary]) -> list[DeviceSummary]:
+    """Return the devices whose whole name occurs in `text` (word boundaries)."""
+    message = " " + " ".join(words(text)) + " "
+    return [device for device in devices
+            if words(device.name) and f" {' '.join(words(device.name))} " in message]
+
+
+def _alert_line(device: DeviceSummary) -> str:
+    alert = device.latest_alert or {}
+    hour = alert.get("hour") or alert.get("hour_start") or alert.get("created_at") or "an hour"
+    kwh = _number(alert.get("kwh"))
+    limit = _number(alert.get("limit", alert.get("limit_kwh")), device.limit_kwh)
+    if kwh is not None and limit is not None:
+        why = f"it used {_kwh(kwh)} in that hour, over its limit of {_kwh(limit)}"
+    else:
+        why = "its hourly consumption went over its limit"
+    return f"{device.name} at {hour}: {why}."
+
+
+def data_answer(action: str, intro: str, text: str, devices: list[DeviceSummary]) -> str:
+    """Compose the answer of a data rule from the client's device summary."""
+    if not devices:
+        return "You have no devices yet. An administrator assigns them to your account."
+    chosen = mentioned_devices(text, devices) or devices
+    if action == "today":
+        lines = [f"• {d.name}: {_kwh(d.today_kwh)}" for d in chosen]
+    elif action == "yesterday":
+        lines = [f"• {d.name}: {_kwh(d.yesterday_kwh)}" for d in chosen]
+    elif action == "limit":
+        lines = [f"• {d.name}: " + (f"{_kwh(d.limit_kwh)} per hour" if d.limit_kwh is not None
+                                     else "no limit set") for d in chosen]
+    elif action == "top_device":
+        today = max(devices, key=lambda d: d.today_kwh)
+        yesterday = max(devices, key=lambda d: d.yesterday_kwh)
+        lines = [f"• Today: {today.name} ({_kwh(today.today_kwh)})",
+                 f"• Yesterday: {yesterday.name} ({_kwh(yesterday.yesterday_kwh)})"]
+    elif action == "latest_alert":
+        alerted = [d for d in chosen if d.latest_alert]
+        if not alerted:
+            return "Good news: none of your devices has gone over its limit."
+        # ISO times sort chronologically as text.
+        latest = max(alerted, key=lambda d: str(d.latest_alert.get("hour")
+                                                or d.latest_alert.get("created_at")))
+        lines = [_alert_line(latest)]
+    else:
+        raise ValueError(f"not a data action: {action}")
+    return "\n".join([intro.strip() or "Here is what I found:", *lines])
+
+
+def devices_context(devices: list[DeviceSummary]) -> str:
+    """Describe the client's devices in a few lines for the LLM's context."""
+    if not devices:
+        return "The client has no devices."
+    lines = []
+    for d in devices:
+        limit = _kwh(d.limit_kwh) + "/h" if d.limit_kwh is not None else "none"
+        alert = _alert_line(d) if d.latest_alert else "no alert"
+        lines.append(f"- {d.name}: today {_kwh(d.today_kwh)}, yesterday {_kwh(d.yesterday_kwh)}, "
+                     f"limit {limit}, latest alert: {alert}")
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""Conversations and messages: who may do what, and the state changes.
+
+Plain functions on the database session; the caller commits. `Rejected` means
+the input is invalid or not allowed; the consumer dead-letters it with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from common.auth import ROLES, Identity
+from support.extensions import db
+from support.models import MAX_BODY_CHARS, Conversation, Message, ReadState, utcnow
+
+BOT_SENDER_ID = 0  # user ids start at 1; the bot's replies are unique per (0, "reply-to:<id>")
+BOT_NAME = "EMS assistant"
+HISTORY_PAGE = 30
+MAX_HISTORY_PAGE = 100
+MAX_INBOUND_BYTES = 16_384
+_CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class Rejected(ValueError):
+    """An inbound chat message that is invalid or not allowed; the text is the reason."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A chat message from the notifier: the verified sender and the browser's fields."""
+
+    sender: Identity
+    payload: dict
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The outcome of posting: the stored message, and whether this call stored it."""
+
+    message: Message
+    conversation: Conversation
+    created: bool
+    state_changed: bool
+
+
+def parse_inbound(body: bytes) -> Inbound:
+    """Parse `{"sender": {...}, "payload": {...}, "received_at": ISO}` or raise Rejected."""
+    if len(body) > MAX_INBOUND_BYTES:
+        raise Rejected(f"body of {len(body)} bytes exceeds {MAX_INBOUND_BYTES}")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise Rejected(f"not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise Rejected("not a JSON object")
+    sender, payload = value.get("sender"), value.get("payload")
+    if not isinstance(sender, dict) or not isinstance(payload, dict):
+        raise Rejected("sender and payload must be objects")
+    user_id, role = sender.get("id"), sender.get("role")
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id < 1:
+        raise Rejected("sender.id must be a positive integer")
+    if role not in ROLES:
+        raise Rejected("sender.role must be admin or client")
+    name = sender.get("name")
+    name = name[:120] if isinstance(name, str) else ""
+    try:
+        received_at = datetime.fromisoformat(str(value.get("received_at")))
+    except ValueError as error:
+        raise Rejected("received_at must be an ISO-8601 time") from error
+    if received_at.tzinfo is not None:
+        received_at = received_at.astimezone(UTC).replace(tzinfo=None)
+    return Inbound(Identity(user_id, role, name), payload, received_at)
+
+
+def clean_body(raw) -> str:
+    """Return the trimmed message text, or raise Rejected when empty or too long."""
+    if not isinstance(raw, str):
+        raise Rejected("body must be a string")
+    body = raw.strip()
+    if not body:
+        raise Rejected("body is empty")
+    if len(body) > MAX_BODY_CHARS:
+        raise Rejected(f"body has {len(body)} characters, the limit is {MAX_BODY_CHARS}")
+    return body
+
+
+def clean_client_message_id(raw) -> str:
+    """Return the browser-generated message id, or raise Rejected."""
+    if not isinstance(raw, str) or not _CLIENT_MESSAGE_ID.match(raw):
+        raise Rejected("client_message_id must be 1-64 letters, digits or _.:-")
+    return raw
+
+
+def positive_id(raw, field: str) -> int:
+    """Return a positive integer id from the payload, or raise Rejected."""
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise Rejected(f"{field} must be a positive integer")
+    return raw
+
+
+def can_access(identity: Identity, conversation: Conversation) -> bool:
+    """Tell whether `identity` may read and write `conversation`."""
+    return identity.is_admin or conversation.client_id == identity.user_id
+
+
+def conversation_of_client(client_id: int, lock: bool = False) -> Conversation | None:
+    """Return the client's conversation (there is at most one), or None."""
+    query = sa.select(Conversation).where(Conversation.client_id == client_id)
+    if lock:
+        query = query.with_for_update()
+    return db.session.scalars(query).first()
+
+
+def conversation_for_client(client: Identity) -> Conversation:
+    """Return the client's conversation, creating it on first contact (locked for update)."""
+    conversation = conversation_of_client(client.user_id, lock=True)
+    if conversation is not None:
+        if client.name and conversation.client_name != client.name:
+            conversation.client_name = client.name
+        return conversation
+    try:
+        with db.session.begin_nested():
+            db.session.add(Conversation(client_id=client.user_id, client_name=client.name, state="bot"))
+    except IntegrityError:
+        pass  # created concurrently by another consumer: use theirs
+    return conversation_of_client(client.user_id, lock=True)
+
+
+def conversation_for_sender(sender: Identity, conversation_id) -> Conversation:
+    """Return the conversation `sender` addresses, locked, or raise Rejected if not theirs."""
+    if sender.is_admin:
+        conversation = db.session.get(Conversation, positive_id(conversation_id, "conversation_id"),
+                                      with_for_update=True)
+        if conversation is None:
+            raise Rejected("conversation does not exist")
+        return conversation
+    conversation = conversation_for_client(sender)
+    if conversation_id is not None and str(conversation_id) != str(conversation.id):
+        raise Rejected("sender is not a participant of this conversation")
+    return conversation
+
+
+def readable_conversation(identity: Identity, conversation_id) -> Conversation:
+    """Return an existing conversation `identity` may see, or raise Rejected."""
+    conversation = db.session.get(Conversation, positive_id(conversation_id, "conversation_id"))
+    if conversation is None or not can_access(identity, conversation):
+        raise Rejected("sender is not a participant of this conversation")
+    return conversation
+
+
+def _find_message(sender_id: int, client_message_id: str) -> Message | None:
+    return db.session.scalars(sa.select(Message).where(
+        Message.sender_id == sender_id, Message.client_message_id == client_message_id)).first()
+
+
+def _advance_read(conversation: Conversation, reader: Identity, message_id: int) -> bool:
+    state = db.session.get(ReadState, (conversation.id, reader.user_id), with_for_update=True)
+    if state is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(ReadState(conversation_id=conversation.id, participant_id=reader.user_id,
+                                         participant_role=reader.role, last_read_message_id=message_id))
+            return True
+        except IntegrityError:
+            state = db.session.get(ReadState, (conversation.id, reader.user_id), with_for_update=True)
+    if state.last_read_message_id >= message_id:
+        return False
+    state.last_read_message_id = message_id
+    return True
+
+
+def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str) -> Posted:
+    """Store a client's or admin's message once; reopen or take the conversation as needed."""
+    existing = _find_message(sender.user_id, client_message_id)
+    if existing is not None:
+        return Posted(existing, conversation, created=False, state_changed=False)
+    before = (conversation.state, conversation.assigned_admin_id)
+    now = utcnow()
+    if sender.is_admin:
+        if conversation.state != "assigned" or conversation.assigned_admin_id is None:
+            assign(conversation, sender)
+    elif conversation.state == "resolved":
+        # A new question after "resolved" starts over with the bot.
+        conversation.state = "bot"
+        conversation.assigned_admin_id = conversation.assigned_admin_name = None
+        conversation.waiting_since = None
+    message = Message(conversation_id=conversation.id, sender_id=sender.user_id, sender_role=sender.role,
+                      sender_name=sender.name, body=body, client_message_id=client_message_id,
+                      created_at=now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+    except IntegrityError:
+        # The same retried send, stored concurrently.
+        return Posted(_find_message(sender.user_id, client_message_id), conversation, False, False)
+    conversation.last_message_at = now
+    _advance_read(conversation, sender, message.id)  # what I wrote, I have read
+    return Posted(message, conversation, created=True,
+                  state_changed=before != (conversation.state, conversation.assigned_admin_id))
+
+
+def bot_reply_marker(message_id: int) -> str:
+    """Return the client id of the bot's reply to message `message_id` (one reply each)."""
+    return f"reply-to:{message_id}"
+
+
+def bot_reply_exists(message_id: int) -> bool:
+    """Tell whether the bot already answered message `message_id`."""
+    return _find_message(BOT_SENDER_ID, bot_reply_marker(message_id)) is not None
+
+
+def post_bot_message(conversation: Conversation, body: str, reply_to: int | None = None) -> Message | None:
+    """Store a bot message (once per client message answered); None if already answered."""
+    marker = bot_reply_marker(reply_to) if reply_to is not None else None
+    now = utcnow()
+    message = Message(conversation_id=conversation.id, sender_id=BOT_SENDER_ID, sender_role="bot",
+                      sender_name=BOT_NAME, body=body[:MAX_BODY_CHARS], client_message_id=marker,
+                      created_at=now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+    except IntegrityError:
+        return None
+    conversation.last_message_at = now
+    return message
+
+
+def hand_off(conversation: Conversation) -> bool:
+    """Hand the conversation to the administrators (state waiting); tell whether it changed."""
+    if conversation.state in ("waiting", "assigned"):
+        return False
+    conversation.state = "waiting"
+    conversation.waiting_since = utcnow()
+    conversation.assigned_admin_id = conversation.assigned_admin_name = None
+    return True
+
+
+def assign(conversation: Conversation, admin: Identity) -> None:
+    """Make `admin` the conversation's administrator."""
+    conversation.state = "assigned"
+    conversation.assigned_admin_id = admin.user_id
+    conversation.assigned_admin_name = admin.name
+    conversation.waiting_since = None
+
+
+def resolve(conversation: Conversation) -> None:
+    """Close the conversation (the client's next message reopens it)."""
+    conversation.state = "resolved"
+    conversation.waiting_since = None
+
+
+def mark_read(reader: Identity, conversation: Conversation, message_id: int) -> bool:
+    """Record that `reader` has read up to `message_id`; tell whether that moved forward."""
+    belongs = db.session.scalar(sa.select(sa.func.count()).select_from(Message).where(
+        Message.id == message_id, Message.conversation_id == conversation.id))
+    if not belongs:
+        raise Rejected("message is not part of this conversation")
+    return _advance_read(conversation, reader, message_id)
+
+
+def history(conversation: Conversation, before: int | None = None,
+            limit: int = HISTORY_PAGE) -> tuple[list[Message], bool]:
+    """Return up to `limit` messages before id `before` (oldest first) and whether more exist."""
+    limit = max(1, min(limit, MAX_HISTORY_PAGE))
+    query = sa.select(Message).where(Message.conversation_id == conversation.id)
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = list(db.session.scalars(query.order_by(Message.id.desc()).limit(limit + 1)))
+    return list(reversed(rows[:limit])), len(rows) > limit
+
+
+def _other_side(identity: Identity):
+    return ("client",) if identity.is_admin else ("admin", "bot")
+
+
+def last_read(conversation_id: int, participant_id: int) -> int:
+    """Return the last message id `participant_id` has read in the conversation (0: none)."""
+    state = db.session.get(ReadState, (conversation_id, participant_id))
+    return state.last_read_message_id if state else 0
+
+
+def unread_count(conversation: Conversation, identity: Identity) -> int:
+    """Return how many messages of the other party `identity` has not read."""
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Message).where(
+        Message.conversation_id == conversation.id,
+        Message.sender_role.in_(_other_side(identity)),
+        Message.id > last_read(conversation.id, identity.user_id))) or 0
+
+
+def seen_up_to(conversation: Conversation, identity: Identity) -> int:
+    """Return up to which message the other party has read (for "Seen" receipts)."""
+    other_role = "client" if identity.is_admin else "admin"
+    return db.session.scalar(sa.select(sa.func.max(ReadState.last_read_message_id)).where(
+        ReadState.conversation_id == conversation.id, ReadState.participant_role == other_role)) or 0
+
+
+def inbox(admin: Identity, include_resolved: bool = False) -> list[tuple[Conversation, int]]:
+    """Return the conversations for the admin inbox with this admin's unread counts.
+
+    Waiting ones first (longest waiting on top), then by latest activity.
+    """
+    reads = sa.select(ReadState.conversation_id, ReadState.last_read_message_id).where(
+        ReadState.participant_id == admin.user_id).subquery()
+    unread = (
+        sa.select(sa.func.count(Message.id))
+        .where(Message.conversation_id == Conversation.id, Message.sender_role == "client",
+               Message.id > sa.func.coalesce(reads.c.last_read_message_id, 0))
+        .correlate(Conversation, reads)
+        .scalar_subquery()
+    )
+    query = (sa.select(Conversation, unread)
+             .outerjoin(reads, reads.c.conversation_id == Conversation.id)
+             .where(Conversation.last_message_at.is_not(None)))
+    if not include_resolved:
+        query = query.where(Conversation.state != "resolved")
+    query = query.order_by(sa.case((Conversation.state == "waiting", 0), else_=1),
+                           Conversation.waiting_since.asc(), Conversation.last_message_at.desc()).limit(200)
+    return [(conversation, count or 0) for conversation, count in db.session.execute(query)]
