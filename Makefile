@@ -40,3 +40,5 @@ bench: setup migrate
 
 clean:
 	rm -rf $(VENV) node_modules web/static/vendor
+
+include swarm/swarm.mk
