@@ -11,7 +11,7 @@ import logging
 from flask import Flask
 
 from common.logs import log_event
-from common.topology import CHAT_MESSAGE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
+from common.topology import CHAT_MESSAGE_KEY, CHAT_PRESENCE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
 from support import chat, presence
 from support.chat import Inbound, Rejected
 from support.extensions import db
@@ -19,8 +19,6 @@ from support.notify import Broadcaster
 from support.responder import Responder
 
 logger = logging.getLogger(__name__)
-# The notifier's presence reports share the inbound exchange (bound by `inbound.*`).
-CHAT_PRESENCE_KEY = "inbound.presence"
 
 
 class ChatService:
