@@ -92,7 +92,7 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 
 def refresh_expiring_access_token(response: Response) -> Response:
-    """Replace a cookie access token that is past half its life (after_request hook).
+    """Replace a cookie access token with less than half a lifetime left (after_request hook).
 
     Role and name are read again from the database, so a change reaches the token;
     a deleted user gets no new token.
@@ -107,7 +107,7 @@ def refresh_expiring_access_token(response: Response) -> Response:
         claims = get_jwt()
     except Exception:  # noqa: BLE001 - a bad or expired token is answered elsewhere; nothing to refresh
         return response
-    lifetime = claims["exp"] - claims["iat"]
+    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()
     left = claims["exp"] - datetime.now(UTC).timestamp()
     if left > lifetime * REFRESH_WHEN_LEFT:
         return response

@@ -5,12 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, redirect, render_template
 from flask_jwt_extended import (
     get_jwt_identity,
-    jwt_required,
     set_access_cookies,
     unset_jwt_cookies,
     verify_jwt_in_request,
 )
-from flask_jwt_extended.exceptions import CSRFError, NoAuthorizationError
+from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException, NoAuthorizationError
 from htmx_flask import make_response, request
 from jwt import InvalidTokenError
 
@@ -110,9 +109,13 @@ def signup():
 
 
 @blueprint.post("/auth/refresh")
-@jwt_required(refresh=True)
 def refresh():
     """Exchange the refresh cookie for a new access token (role and name read again)."""
+    try:
+        verify_jwt_in_request(refresh=True, locations=["cookies"])
+    except (JWTExtendedException, InvalidTokenError) as error:
+        # Called by scripts (ems.js), never as a page: always answer in JSON.
+        return jsonify(error=f"refresh refused: {error}"), 401
     user = db.session.get(User, int(get_jwt_identity()))
     if user is None:
         response = jsonify(error="user no longer exists")
