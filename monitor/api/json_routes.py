@@ -1,0 +1,170 @@
+"""JSON API under /api/monitor: consumption, export, summary and alerts of the viewer."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, timedelta
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from common.auth import current_identity, login_required
+from common.messages import InvalidMessage, parse_uuid
+from common.pages import viewer_timezone
+from monitor import alert_inbox
+from monitor.api.access import (
+    database,
+    day_argument,
+    page_argument,
+    range_arguments,
+    viewable_device,
+    visible_devices,
+)
+from monitor.consumption import (
+    daily_totals,
+    day_bounds,
+    day_total,
+    hourly_between,
+    hourly_for_day,
+    peak_hour,
+    today,
+)
+
+blueprint = Blueprint("monitor_api", __name__, url_prefix="/api/monitor")
+
+
+def alert_json(alert) -> dict:
+    """Return an alert as the API shows it."""
+    return {"id": alert.id, "device_id": alert.device_id, "device_name": alert.device_name,
+            "hour_start": alert.hour_start.replace(tzinfo=UTC).isoformat(),
+            "kwh": float(alert.kwh), "limit_kwh": float(alert.limit_kwh),
+            "created_at": alert.created_at.replace(tzinfo=UTC).isoformat(),
+            "read": not alert.unread, "url": f"/monitor/devices/{alert.device_id}"}
+
+
+@blueprint.get("/devices/<device_id>/hourly")
+@login_required()
+def hourly(device_id: str):
+    """Return a day's 23–25 hourly values of a device in the viewer's time zone."""
+    device = viewable_device(device_id)
+    day, zone = day_argument(), viewer_timezone()
+    with database() as connection:
+        hours = hourly_for_day(connection, device.id, day, zone)
+    peak = peak_hour(hours)
+    return jsonify(
+        device_id=device.id, date=day.isoformat(), timezone=zone.key,
+        limit_kwh=float(device.max_hourly_kwh), total_kwh=float(day_total(hours)),
+        peak={"start": peak.start.isoformat(), "kwh": float(peak.kwh)} if peak else None,
+        hours=[{"start": hour.start.isoformat(), "label": hour.label, "kwh": float(hour.kwh),
+                "over_limit": hour.kwh > device.max_hourly_kwh} for hour in hours],
+    )
+
+
+@blueprint.get("/devices/<device_id>/daily")
+@login_required()
+def daily(device_id: str):
+    """Return the daily totals of a device between `from` and `to` (default: the last 7 days)."""
+    device = viewable_device(device_id)
+    first, last = range_arguments(default_days=7)
+    zone = viewer_timezone()
+    with database() as connection:
+        days = daily_totals(connection, device.id, first, last, zone)
+    return jsonify(device_id=device.id, timezone=zone.key, **{"from": first.isoformat()}, to=last.isoformat(),
+                   days=[{"date": day.day.isoformat(), "kwh": float(day.kwh)} for day in days])
+
+
+@blueprint.get("/devices/<device_id>/export.csv")
+@login_required()
+def export_csv(device_id: str):
+    """Download a device's hourly consumption between `from` and `to` (default: 31 days) as CSV."""
+    device = viewable_device(device_id)
+    first, last = range_arguments(default_days=31)
+    zone = viewer_timezone()
+    start, _ = day_bounds(first, zone)
+    _, end = day_bounds(last, zone)
+    with database() as connection:
+        rows = hourly_between(connection, device.id, start, end)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["hour_start_utc", "hour_start_local", "kwh"])
+    for hour, kwh in sorted(rows.items()):
+        writer.writerow([hour.isoformat(), hour.astimezone(zone).isoformat(), f"{kwh:.6f}"])
+    filename = f"consumption-{device.id}-{first.isoformat()}-{last.isoformat()}.csv"
+    return Response(buffer.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@blueprint.get("/summary")
+@login_required()
+def summary():
+    """Return the viewer's devices with today's and yesterday's totals and their latest alert."""
+    viewer, zone = current_identity(), viewer_timezone()
+    day = today(zone)
+    items = []
+    with database() as connection:
+        for device in visible_devices(connection, viewer):
+            totals = daily_totals(connection, device.id, day - timedelta(days=1), day, zone)
+            latest = alert_inbox.latest_alert(connection, device.id)
+            items.append({"id": device.id, "name": device.name, "limit_kwh": float(device.max_hourly_kwh),
+                          "today_kwh": float(totals[1].kwh), "yesterday_kwh": float(totals[0].kwh),
+                          "latest_alert": alert_json(latest) if latest else None})
+    return jsonify(devices=items, timezone=zone.key)
+
+
+def device_filter() -> str | None:
+    """Return `?device_id=` as a UUID, or None; 400 if malformed."""
+    value = request.args.get("device_id")
+    if not value:
+        return None
+    try:
+        return parse_uuid(value)
+    except InvalidMessage:
+        abort(400, description="device_id must be a UUID")
+
+
+@blueprint.get("/alerts")
+@login_required()
+def alerts():
+    """Return one page of the viewer's alerts, newest first, optionally for one device."""
+    with database() as connection:
+        listing = alert_inbox.list_alerts(connection, current_identity(), page_argument(), device_filter())
+    return jsonify(items=[alert_json(alert) for alert in listing.items], page=listing.page,
+                   pages=listing.pages, total=listing.total)
+
+
+@blueprint.get("/alerts/unread-count")
+@login_required()
+def unread_count():
+    """Return how many of the viewer's alerts are unread."""
+    with database() as connection:
+        return jsonify(unread=alert_inbox.unread_count(connection, current_identity()))
+
+
+def mark_own_alert_read(alert_id: int):
+    """Mark an alert of the viewer read; 404 if unknown, 403 if it is not theirs."""
+    with database() as connection:
+        alert = alert_inbox.find_alert(connection, alert_id)
+        if alert is None:
+            abort(404, description="no such alert")
+        if alert.owner_id != current_identity().user_id:
+            abort(403, description="only the device's owner marks its alerts read")
+        alert_inbox.mark_read(connection, alert_id)
+        connection.commit()
+        return alert_inbox.find_alert(connection, alert_id)
+
+
+@blueprint.post("/alerts/<int:alert_id>/read")
+@login_required()
+def read_alert(alert_id: int):
+    """Mark one of the viewer's alerts read."""
+    return jsonify(alert_json(mark_own_alert_read(alert_id)))
+
+
+@blueprint.post("/alerts/read-all")
+@login_required()
+def read_all_alerts():
+    """Mark every unread alert of the viewer read."""
+    with database() as connection:
+        marked = alert_inbox.mark_all_read(connection, current_identity())
+        connection.commit()
+    return jsonify(marked=marked, unread=0)

@@ -1,0 +1,170 @@
+"""Pages and htmx fragments under /monitor: device chart, alerts, dashboard, user summary, pipeline.
+
+Each page includes its fragment; for an htmx request the same route answers
+with the fragment alone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, render_template, request
+
+from common.auth import Identity, current_identity, login_required
+from common.pages import viewer_timezone
+from monitor import alert_inbox
+from monitor.api.access import (
+    database,
+    day_argument,
+    page_argument,
+    settings,
+    viewable_device,
+    visible_devices,
+)
+from monitor.api.json_routes import device_filter, mark_own_alert_read
+from monitor.charts import bar_chart, sparkline
+from monitor.consumption import (
+    daily_totals,
+    day_total,
+    devices_of,
+    hourly_for_day,
+    month_range,
+    peak_hour,
+    today,
+    week_range,
+)
+from monitor.pipeline_status import pipeline_status
+
+blueprint = Blueprint("monitor_pages", __name__, url_prefix="/monitor")
+
+VIEWS = ("day", "week", "month")
+TREND_DAYS = 7
+
+
+def chart_context(device, view: str, day):
+    """Return what the chart fragment of a device needs for a day, week or month view."""
+    zone = viewer_timezone()
+    with database() as connection:
+        if view == "day":
+            hours = hourly_for_day(connection, device.id, day, zone)
+            chart = bar_chart([h.label for h in hours], [h.kwh for h in hours], device.max_hourly_kwh)
+            return {"chart": chart, "total": day_total(hours), "peak": peak_hour(hours),
+                    "previous": day - timedelta(days=1), "next": day + timedelta(days=1)}
+        first, last = week_range(day) if view == "week" else month_range(day)
+        days = daily_totals(connection, device.id, first, last, zone)
+    labels = [d.day.strftime("%a %d" if view == "week" else "%d") for d in days]
+    chart = bar_chart(labels, [d.kwh for d in days])
+    best = max(days, key=lambda d: d.kwh)
+    return {"chart": chart, "total": sum(d.kwh for d in days), "peak_day": best if best.kwh > 0 else None,
+            "first": first, "last": last,
+            "previous": first - timedelta(days=1), "next": last + timedelta(days=1)}
+
+
+@blueprint.get("/devices/<device_id>")
+@login_required()
+def device_page(device_id: str):
+    """Show a device's consumption chart (day, week or month) with navigation."""
+    device = viewable_device(device_id)
+    view = request.args.get("view", "day")
+    if view not in VIEWS:
+        abort(400, description=f"view must be one of {', '.join(VIEWS)}")
+    day = day_argument()
+    context = {"device": device, "view": view, "day": day, "today": today(viewer_timezone()),
+               "zone": viewer_timezone(), **chart_context(device, view, day)}
+    if request.htmx:
+        return render_template("monitor/_device_chart.html", **context)
+    return render_template("monitor/device.html", **context)
+
+
+@blueprint.get("/alerts")
+@login_required()
+def alerts_page():
+    """Show the viewer's alerts, newest first, with read state and paging."""
+    device_id = device_filter()
+    with database() as connection:
+        listing = alert_inbox.list_alerts(connection, current_identity(), page_argument(), device_id)
+        unread = alert_inbox.unread_count(connection, current_identity())
+    context = {"listing": listing, "device_id": device_id, "unread": unread, "zone": viewer_timezone()}
+    if request.htmx and request.htmx.target == "alert-list":
+        return render_template("monitor/_alert_list.html", **context)
+    return render_template("monitor/alerts.html", **context)
+
+
+@blueprint.post("/alerts/<int:alert_id>/read")
+@login_required()
+def read_alert(alert_id: int):
+    """Mark one alert read and answer with its updated row."""
+    alert = mark_own_alert_read(alert_id)
+    return render_template("monitor/_alert_row.html", alert=alert, zone=viewer_timezone())
+
+
+@blueprint.post("/alerts/read-all")
+@login_required()
+def read_all_alerts():
+    """Mark every alert of the viewer read and answer with the refreshed list."""
+    with database() as connection:
+        alert_inbox.mark_all_read(connection, current_identity())
+        connection.commit()
+        listing = alert_inbox.list_alerts(connection, current_identity(), page_argument(), device_filter())
+    return render_template("monitor/_alert_list.html", listing=listing, device_id=device_filter(),
+                           unread=0, zone=viewer_timezone())
+
+
+def device_cards(connection, devices) -> list[dict]:
+    """Return today's total, limit and a week's trend of each device."""
+    zone = viewer_timezone()
+    day = today(zone)
+    cards = []
+    for device in devices:
+        days = daily_totals(connection, device.id, day - timedelta(days=TREND_DAYS - 1), day, zone)
+        hours = hourly_for_day(connection, device.id, day, zone)
+        cards.append({"device": device, "today": days[-1].kwh, "trend": sparkline([d.kwh for d in days]),
+                      "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
+                      "latest_alert": alert_inbox.latest_alert(connection, device.id)})
+    return cards
+
+
+@blueprint.get("/fragments/dashboard")
+@login_required()
+def dashboard_fragment():
+    """Render the viewer's devices with today's total and a 7-day trend (for the portal dashboard)."""
+    with database() as connection:
+        cards = device_cards(connection, visible_devices(connection, current_identity()))
+    return render_template("monitor/_dashboard.html", cards=cards, zone=viewer_timezone())
+
+
+@blueprint.get("/fragments/users/<int:user_id>/summary")
+@login_required()
+def user_summary_fragment(user_id: int):
+    """Render a client's devices and latest alerts (admins, or the client's own short-lived token)."""
+    viewer = current_identity()
+    if not viewer.is_admin and viewer.user_id != user_id:
+        abort(403, description="not your account")
+    with database() as connection:
+        cards = device_cards(connection, devices_of(connection, user_id))
+        listing = alert_inbox.list_alerts(connection, _as_owner(user_id), page_size=5)
+    return render_template("monitor/_user_summary.html", cards=cards, alerts=listing.items,
+                           zone=viewer_timezone(), user_id=user_id)
+
+
+def _as_owner(user_id: int) -> Identity:
+    """Return an identity that scopes alert queries to one client."""
+    return Identity(user_id=user_id, role="client", name="")
+
+
+@blueprint.get("/pipeline")
+@login_required(role="admin")
+def pipeline_page():
+    """Show the live pipeline page (its status fragment refreshes every 2 s)."""
+    with database() as connection:
+        status = pipeline_status(settings(), connection)
+    return render_template("monitor/pipeline.html", status=status)
+
+
+@blueprint.get("/fragments/pipeline")
+@login_required(role="admin")
+def pipeline_fragment():
+    """Render the pipeline's current state."""
+    with database() as connection:
+        status = pipeline_status(settings(), connection)
+    return render_template("monitor/_pipeline_status.html", status=status)

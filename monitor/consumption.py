@@ -1,0 +1,161 @@
+"""Consumption in the viewer's time zone: day hours (DST-aware), daily totals, summaries.
+
+Hourly buckets are UTC clock hours in the database. A local day is the run of
+UTC hours from its local midnight to the next: 24 hours usually, 23 on the
+day clocks spring forward and 25 when they fall back. (In zones with a
+half-hour offset a bucket straddles two local hours; it is shown at its local
+start time, e.g. 05:30.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class HourValue:
+    """One hour of a day chart."""
+
+    start: datetime  # aware, in the viewer's zone
+    kwh: Decimal
+
+    @property
+    def label(self) -> str:
+        return self.start.strftime("%H:%M")
+
+
+@dataclass(frozen=True)
+class DayValue:
+    """One day's total."""
+
+    day: date
+    kwh: Decimal
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """Return an aware datetime as the naive UTC value stored in the database."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:
+    """Return the UTC hour in which the local `day` starts (aware)."""
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    return start.replace(minute=0, second=0, microsecond=0)
+
+
+def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """Return the [start, end) UTC hours of a local day (aware)."""
+    return local_midnight_utc(day, zone), local_midnight_utc(day + timedelta(days=1), zone)
+
+
+def day_hours(day: date, zone: ZoneInfo) -> list[datetime]:
+    """Return the UTC hour starts of a local day: 23, 24 or 25 of them."""
+    start, end = day_bounds(day, zone)
+    return [start + timedelta(hours=n) for n in range(int((end - start).total_seconds() // 3600))]
+
+
+def today(zone: ZoneInfo, now: datetime | None = None) -> date:
+    """Return the current date in `zone`."""
+    return (now or datetime.now(UTC)).astimezone(zone).date()
+
+
+HOURLY_BETWEEN = text(
+    "SELECT hour_start, kwh FROM hourly_consumption "
+    "WHERE device_id = :device_id AND hour_start >= :start AND hour_start < :end ORDER BY hour_start"
+)
+
+
+def hourly_between(connection: Connection, device_id: str, start: datetime, end: datetime) -> dict:
+    """Return {aware UTC hour start: kWh} of a device for the hours in [start, end)."""
+    rows = connection.execute(HOURLY_BETWEEN, {"device_id": device_id, "start": utc_naive(start),
+                                               "end": utc_naive(end)})
+    return {hour.replace(tzinfo=UTC): kwh for hour, kwh in rows}
+
+
+def hourly_for_day(connection: Connection, device_id: str, day: date, zone: ZoneInfo) -> list[HourValue]:
+    """Return every hour of a local day with its consumption (0 where nothing was measured)."""
+    hours = day_hours(day, zone)
+    stored = hourly_between(connection, device_id, hours[0], hours[-1] + timedelta(hours=1))
+    return [HourValue(hour.astimezone(zone), stored.get(hour, ZERO)) for hour in hours]
+
+
+def daily_totals(connection: Connection, device_id: str, first: date, last: date,
+                 zone: ZoneInfo) -> list[DayValue]:
+    """Return the total of each local day from `first` to `last` inclusive."""
+    start, _ = day_bounds(first, zone)
+    _, end = day_bounds(last, zone)
+    totals: dict[date, Decimal] = {}
+    for hour, kwh in hourly_between(connection, device_id, start, end).items():
+        local_day = hour.astimezone(zone).date()
+        totals[local_day] = totals.get(local_day, ZERO) + kwh
+    days = (last - first).days + 1
+    return [DayValue(first + timedelta(days=n), totals.get(first + timedelta(days=n), ZERO))
+            for n in range(days)]
+
+
+def day_total(hours: list[HourValue]) -> Decimal:
+    """Return the sum of a day's hours."""
+    return sum((hour.kwh for hour in hours), ZERO)
+
+
+def peak_hour(hours: list[HourValue]) -> HourValue | None:
+    """Return the hour with the most consumption, or None for a day without any."""
+    peak = max(hours, key=lambda hour: hour.kwh, default=None)
+    return peak if peak is not None and peak.kwh > 0 else None
+
+
+def week_range(day: date) -> tuple[date, date]:
+    """Return the Monday-to-Sunday week around `day`."""
+    monday = day - timedelta(days=day.weekday())
+    return monday, monday + timedelta(days=6)
+
+
+def month_range(day: date) -> tuple[date, date]:
+    """Return the first and last day of the month of `day`."""
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first, following - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Device:
+    """The monitor's copy of a device."""
+
+    id: str
+    name: str
+    owner_id: int | None
+    max_hourly_kwh: Decimal
+    deleted: bool
+
+
+DEVICE_COLUMNS = "id, name, owner_id, max_hourly_kwh, deleted"
+
+
+def find_device(connection: Connection, device_id: str) -> Device | None:
+    """Return a device by id, or None."""
+    row = connection.execute(text(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = :id"),  # noqa: S608
+                             {"id": device_id}).first()
+    return Device(*row[:4], bool(row[4])) if row else None
+
+
+def devices_of(connection: Connection, owner_id: int) -> list[Device]:
+    """Return a user's current devices, by name."""
+    rows = connection.execute(text(
+        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE owner_id = :owner AND NOT deleted "  # noqa: S608
+        "ORDER BY name, id"), {"owner": owner_id})
+    return [Device(*row[:4], bool(row[4])) for row in rows]
+
+
+def all_devices(connection: Connection) -> list[Device]:
+    """Return every current device, by name."""
+    rows = connection.execute(text(
+        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE NOT deleted ORDER BY name, id"))  # noqa: S608
+    return [Device(*row[:4], bool(row[4])) for row in rows]

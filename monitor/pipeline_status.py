@@ -1,0 +1,118 @@
+"""What the admin Pipeline page shows: strategy, per-replica queues, routing and storage counters.
+
+Queue depths and consumers come from passive declares (they never create or
+change a queue); counters come from `balancer_stats` (written by the
+balancer) and `replica_stats` (written by each replica) in the monitor database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pika.exceptions
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from common.amqp import CONNECTION_ERRORS, connect
+from common.settings import Settings
+from common.topology import DEAD_LETTERS_QUEUE, READINGS_QUEUE, ingest_queue
+
+
+@dataclass
+class QueueState:
+    name: str
+    depth: int | None = None  # None: the queue does not exist (yet)
+    consumers: int | None = None
+
+
+@dataclass
+class ReplicaStatus:
+    replica: int
+    queue: QueueState
+    routed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    unknown_device: int = 0
+    alerts: int = 0
+
+
+@dataclass
+class PipelineStatus:
+    configured_strategy: str
+    active_strategy: str | None
+    balancer_seen_at: datetime | None
+    broker_reachable: bool
+    incoming: QueueState
+    dead_letters: QueueState
+    dead_lettered_by_balancer: int
+    replicas: list[ReplicaStatus] = field(default_factory=list)
+
+    @property
+    def total_routed(self) -> int:
+        return sum(replica.routed for replica in self.replicas)
+
+    @property
+    def total_stored(self) -> int:
+        return sum(replica.stored for replica in self.replicas)
+
+
+def queue_states(settings: Settings, names: list[str]) -> dict[str, QueueState] | None:
+    """Return depth and consumers of each queue by passive declares, or None if the broker is away."""
+    states = {}
+    try:
+        connection = connect(settings, declare=False)
+    except CONNECTION_ERRORS:
+        return None
+    try:
+        channel = connection.channel()
+        for name in names:
+            try:
+                frame = channel.queue_declare(name, passive=True)
+                states[name] = QueueState(name, frame.method.message_count, frame.method.consumer_count)
+            except pika.exceptions.ChannelClosedByBroker:
+                # A missing queue closes the channel: note it and carry on with a new one.
+                states[name] = QueueState(name)
+                channel = connection.channel()
+    finally:
+        try:
+            connection.close()
+        except CONNECTION_ERRORS:
+            pass
+    return states
+
+
+def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatus:
+    """Collect the pipeline's state for the admin page."""
+    replicas = range(1, settings.monitor_replicas + 1)
+    names = [READINGS_QUEUE, DEAD_LETTERS_QUEUE, *(ingest_queue(n) for n in replicas)]
+    states = queue_states(settings, names)
+    routed = dict(connection.execute(text(
+        "SELECT replica, SUM(routed) FROM balancer_stats WHERE replica > 0 GROUP BY replica")).all())
+    dead = connection.execute(text("SELECT COALESCE(SUM(dead_lettered), 0) FROM balancer_stats")).scalar()
+    latest = connection.execute(text(
+        "SELECT strategy, updated_at FROM balancer_stats ORDER BY updated_at DESC LIMIT 1")).first()
+    stored = {row.replica: row for row in connection.execute(text(
+        "SELECT replica, readings_stored, duplicates, unknown_device_readings, alerts_raised "
+        "FROM replica_stats"))}
+    status = PipelineStatus(
+        configured_strategy=settings.balancer_strategy,
+        active_strategy=latest.strategy if latest else None,
+        balancer_seen_at=latest.updated_at if latest else None,
+        broker_reachable=states is not None,
+        incoming=(states or {}).get(READINGS_QUEUE, QueueState(READINGS_QUEUE)),
+        dead_letters=(states or {}).get(DEAD_LETTERS_QUEUE, QueueState(DEAD_LETTERS_QUEUE)),
+        dead_lettered_by_balancer=int(dead),
+    )
+    for n in replicas:
+        row = stored.get(n)
+        status.replicas.append(ReplicaStatus(
+            replica=n,
+            queue=(states or {}).get(ingest_queue(n), QueueState(ingest_queue(n))),
+            routed=int(routed.get(n, 0)),
+            stored=row.readings_stored if row else 0,
+            duplicates=row.duplicates if row else 0,
+            unknown_device=row.unknown_device_readings if row else 0,
+            alerts=row.alerts_raised if row else 0,
+        ))
+    return status
