@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import ROLES, Identity
@@ -177,11 +178,19 @@ def _advance_read(conversation: Conversation, reader: Identity, message_id: int)
     return True
 
 
+def _note_own_message(conversation: Conversation, sender: Identity, message_id: int) -> None:
+    """Record that the sender has read what they wrote (one upsert: this runs for every message)."""
+    insert = mysql_insert(ReadState).values(conversation_id=conversation.id, participant_id=sender.user_id,
+                                            participant_role=sender.role, last_read_message_id=message_id,
+                                            updated_at=utcnow())
+    db.session.execute(insert.on_duplicate_key_update(
+        last_read_message_id=sa.func.greatest(ReadState.last_read_message_id,
+                                              insert.inserted.last_read_message_id),
+        updated_at=insert.inserted.updated_at))
+
+
 def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str) -> Posted:
     """Store a client's or admin's message once; reopen or take the conversation as needed."""
-    existing = _find_message(sender.user_id, client_message_id)
-    if existing is not None:
-        return Posted(existing, conversation, created=False, state_changed=False)
     before = (conversation.state, conversation.assigned_admin_id)
     now = utcnow()
     if sender.is_admin:
@@ -195,14 +204,19 @@ def post_message(sender: Identity, conversation: Conversation, body: str, client
     message = Message(conversation_id=conversation.id, sender_id=sender.user_id, sender_role=sender.role,
                       sender_name=sender.name, body=body, client_message_id=client_message_id,
                       created_at=now)
+    db.session.add(message)
     try:
-        with db.session.begin_nested():
-            db.session.add(message)
+        db.session.flush()
     except IntegrityError:
-        # The same retried send, stored concurrently.
-        return Posted(_find_message(sender.user_id, client_message_id), conversation, False, False)
+        # A retried send: the first delivery stored it together with all its effects.
+        db.session.rollback()
+        existing = _find_message(sender.user_id, client_message_id)
+        if existing is None:
+            raise
+        return Posted(existing, db.session.get(Conversation, existing.conversation_id),
+                      created=False, state_changed=False)
     conversation.last_message_at = now
-    _advance_read(conversation, sender, message.id)  # what I wrote, I have read
+    _note_own_message(conversation, sender, message.id)
     return Posted(message, conversation, created=True,
                   state_changed=before != (conversation.state, conversation.assigned_admin_id))
 

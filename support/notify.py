@@ -43,10 +43,12 @@ class Broadcaster:
         return cls(socketio_emitter(settings))
 
     def emit(self, event: str, data: dict, rooms: list[str] | None) -> None:
-        """Emit `event` to each room (None: to every connected socket)."""
+        """Emit `event` once to all of `rooms` (None: to every connected socket).
+
+        One emit to a list of rooms reaches a socket in several of them only once.
+        """
         with self._lock:
-            for room in rooms or [None]:
-                self.emitter.emit(event, data, room=room, namespace="/")
+            self.emitter.emit(event, data, room=rooms, namespace="/")
 
     def message(self, conversation: Conversation, message: Message) -> None:
         """Deliver a new message to the client and the administrators' side."""

@@ -9,6 +9,8 @@ so a redelivered message or a restart never answers twice.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
@@ -23,6 +25,8 @@ from support.notify import Broadcaster
 
 logger = logging.getLogger(__name__)
 WORKERS = 4
+# A rule edited on the rules page takes effect within this many seconds.
+RULES_CACHE_SECONDS = 3.0
 NO_MATCH_ANSWER = ("I am not sure I understood. I can tell you today's or yesterday's consumption, "
                    "your latest alert, a device's limit or which device uses the most. "
                    "Type \"talk to a human\" to reach an administrator.")
@@ -40,6 +44,9 @@ class Responder:
         self.broadcaster = broadcaster
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bot")
         self.llm = llm.LLMClient(self.settings) if llm.llm_enabled(self.settings) else None
+        self._rules_lock = threading.Lock()
+        self._rules_cache: list[bot.Rule] = []
+        self._rules_loaded_at = float("-inf")
 
     def submit(self, conversation_id: int, message_id: int) -> None:
         """Schedule the bot's answer to one client message."""
@@ -80,7 +87,7 @@ class Responder:
         if chat.bot_reply_exists(message_id):
             return
         client = Identity(conversation.client_id, "client", conversation.client_name)
-        matched = bot.match(message.body, rules.enabled_rules(), rules.vocabulary())
+        matched = bot.match(message.body, self._rules(), rules.vocabulary())
         handoff = False
         if matched is None:
             body, handoff = self._fallback(conversation, client, message)
@@ -107,6 +114,14 @@ class Responder:
         self.broadcaster.message(conversation, reply)
         if changed or handoff:
             self.broadcaster.conversation(conversation)
+
+    def _rules(self) -> list[bot.Rule]:
+        """Return the enabled rules, re-read at most every few seconds (admins edit them rarely)."""
+        with self._rules_lock:
+            if time.monotonic() - self._rules_loaded_at > RULES_CACHE_SECONDS:
+                self._rules_cache = rules.enabled_rules()
+                self._rules_loaded_at = time.monotonic()
+            return self._rules_cache
 
     def _data_answer(self, rule: bot.Rule, client: Identity, conversation: Conversation, text: str) -> str:
         try:

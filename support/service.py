@@ -71,7 +71,8 @@ class ChatService:
                   message_id=posted.message.id, role=sender.role, duplicate=not posted.created)
         # A redelivered message is emitted again: the first emit may not have happened.
         self.broadcaster.message(conversation, posted.message)
-        self.broadcaster.conversation(conversation)
+        if posted.state_changed:
+            self.broadcaster.conversation(conversation)
         if sender.role == "client" and conversation.state == "bot":
             self.responder.submit(conversation.id, posted.message.id)
 

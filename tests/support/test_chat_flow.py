@@ -171,18 +171,28 @@ def test_resolved_conversation_reopens_with_the_bot_on_a_new_message(users):
 
 def test_history_is_paginated_with_a_cursor(users, publish_chat):
     client = users("client")
-    for n in range(35):
-        client.send(f"talk to a human #{n}" if n == 0 else f"message {n}")
+    client.send("talk to a human")
+    client.wait_for("chat:conversation", state="waiting")
+    # More than the notifier lets one socket send at once: publish as the notifier would.
+    for n in range(1, 35):
+        publish_chat("inbound.message", {
+            "sender": {"id": client.id, "role": "client", "name": client.identity.name},
+            "payload": {"client_message_id": f"bulk-{n}", "body": f"message {n}"},
+            "received_at": "2026-11-26T12:00:00+00:00"})
     wait_until(lambda: len(client.received("chat:message", sender_id=client.id)) == 35,
                message="35 echoes")
     conversation_id = client.received("chat:message", sender_id=client.id)[0]["conversation_id"]
     first = client.http("GET", f"/api/support/conversations/{conversation_id}/messages").json()
     assert len(first["messages"]) == 30 and first["has_earlier"]
+    assert first["messages"][-1]["body"] == "message 34"
     earlier = client.http("GET", f"/api/support/conversations/{conversation_id}/messages"
                                  f"?before={first['next_before']}").json()
     assert not earlier["has_earlier"]
     ids = [m["id"] for m in earlier["messages"] + first["messages"]]
-    assert ids == sorted(set(ids)) and len(ids) == 36  # 35 messages and one bot answer
+    assert ids == sorted(set(ids)) and len(ids) == 36  # 35 messages and the bot's hand-off answer
+    page = client.http("GET", f"/support/conversations/{conversation_id}/messages"
+                              f"?before={first['next_before']}")
+    assert "talk to a human" in page.text and "Load earlier" not in page.text
 
 
 def test_presence_tells_clients_whether_an_admin_is_online(users):

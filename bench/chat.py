@@ -1,0 +1,215 @@
+"""Benchmark the support chat: client → admin latency and bot answer latency under load.
+
+    .venv/bin/python bench/chat.py [--clients 500] [--admins 5] [--rate 200] [--seconds 15]
+
+Starts a notifier (`python -m notifier`) and the support consumer (`python -m
+support consumer`) against a RabbitMQ virtual host and a support database of
+the benchmark's own. Connects `--clients` client sockets and `--admins` admin
+sockets. Half the clients first ask for a human (their conversations wait for
+an administrator); the other half stay with the bot. Then messages are sent at
+`--rate` per second from random clients: a message of a waiting client is timed
+from `chat:send` to the first administrator's `chat:message`, a message of a bot
+client ("hi") from `chat:send` to the bot's answer at the client. Prints
+p50/p99; asserts nothing (goal: p99 < 150 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import socketio  # noqa: E402
+
+from common.auth import Identity, mint_access_token  # noqa: E402
+from common.db import drop_databases  # noqa: E402
+from common.settings import load_settings  # noqa: E402
+from migrations.runner import upgrade  # noqa: E402
+from tests.processes import ServiceProcess, free_port, python_module, wait_for_port  # noqa: E402
+
+CONNECT_CONCURRENCY = 50
+SETTLE_TIMEOUT_SECONDS = 60
+DELIVERY_GRACE_SECONDS = 20
+GOAL_P99_MS = 150
+FIRST_USER_ID = 2_000_000
+
+
+def parse_arguments() -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--admins", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=200.0, help="client messages per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long to send at that rate")
+    return parser.parse_args()
+
+
+def rabbitmqctl(*arguments: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
+
+
+class ChatLoad:
+    """Client and admin sockets that record when each message and bot answer arrives."""
+
+    def __init__(self, url: str, settings, http: aiohttp.ClientSession):
+        self.url, self.settings, self.http = url, settings, http
+        self.sockets: dict[int, socketio.AsyncClient] = {}
+        self.sent: dict[str, float] = {}                 # client_message_id -> send time
+        self.stored: dict[int, str] = {}                 # message id -> client_message_id
+        self.at_admin: dict[str, float] = {}             # first admin to receive it
+        self.bot_answer: dict[int, float] = {}           # answered message id -> arrival
+        self.failures: list[str] = []
+
+    async def connect(self, user_id: int, role: str, gate: asyncio.Semaphore) -> None:
+        token = mint_access_token(self.settings, Identity(user_id, role, f"{role} {user_id}"))
+        client = socketio.AsyncClient(reconnection=False, http_session=self.http)
+
+        @client.on("chat:message")
+        async def on_message(message):
+            now = time.perf_counter()
+            if role == "admin":
+                if message["sender_role"] == "client":
+                    self.at_admin.setdefault(message["client_message_id"], now)
+                return
+            if message["sender_role"] == "client":
+                self.stored[message["id"]] = message["client_message_id"]
+            elif message["sender_role"] == "bot":
+                marker = str(message["client_message_id"])
+                if marker.startswith("reply-to:"):
+                    self.bot_answer.setdefault(int(marker.split(":")[1]), now)
+
+        async with gate:
+            try:
+                await client.connect(self.url, transports=["websocket"], auth={"token": token},
+                                     wait_timeout=30)
+                self.sockets[user_id] = client
+            except (TimeoutError, socketio.exceptions.ConnectionError, OSError) as error:
+                self.failures.append(f"{type(error).__name__}: {error}")
+
+    async def send(self, user_id: int, body: str) -> str:
+        client_message_id = uuid.uuid4().hex
+        self.sent[client_message_id] = time.perf_counter()
+        await self.sockets[user_id].emit("chat:send", {"client_message_id": client_message_id, "body": body})
+        return client_message_id
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def report(name: str, latencies: list[float], expected: int) -> None:
+    if not latencies:
+        print(f"{name}: nothing delivered of {expected}")
+        return
+    print(f"{name}: {len(latencies)} of {expected} delivered; p50 {statistics.median(latencies):.1f} ms, "
+          f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms "
+          f"(goal p99 < {GOAL_P99_MS} ms)")
+
+
+async def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.1)
+    return condition()
+
+
+async def run(arguments: argparse.Namespace, settings, url: str) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        load = ChatLoad(url, settings, http)
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        clients = list(range(FIRST_USER_ID, FIRST_USER_ID + arguments.clients))
+        admins = list(range(FIRST_USER_ID - arguments.admins, FIRST_USER_ID))
+        started = time.perf_counter()
+        await asyncio.gather(*(load.connect(a, "admin", gate) for a in admins))
+        await asyncio.gather(*(load.connect(c, "client", gate) for c in clients))
+        print(f"connected {len(load.sockets)} of {len(clients) + len(admins)} sockets in "
+              f"{time.perf_counter() - started:.1f} s ({len(load.failures)} failed)")
+        clients = [c for c in clients if c in load.sockets]
+
+        # Half the conversations go to the administrators, the rest stay with the bot.
+        waiting, with_bot = clients[: len(clients) // 2], clients[len(clients) // 2:]
+        handoffs = [await load.send(c, "I want to talk to a human") for c in waiting]
+        await wait_until(lambda: all(cid in load.at_admin for cid in handoffs), SETTLE_TIMEOUT_SECONDS)
+        await wait_until(lambda: len(load.bot_answer) >= len(handoffs), SETTLE_TIMEOUT_SECONDS)
+        load.at_admin.clear()
+        load.bot_answer.clear()
+        load.sent.clear()
+
+        total = int(arguments.rate * arguments.seconds)
+        to_admin, to_bot = [], []
+        interval, next_at = 1.0 / arguments.rate, time.perf_counter()
+        started = time.perf_counter()
+        for n in range(total):
+            if n % 2 == 0:
+                to_admin.append(await load.send(random.choice(waiting), f"question {n}"))
+            else:
+                to_bot.append(await load.send(random.choice(with_bot), "hi"))
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        elapsed = time.perf_counter() - started
+        print(f"sent {total} messages in {elapsed:.1f} s ({total / elapsed:.0f}/s)")
+
+        def bot_done():
+            answered = {load.stored.get(i) for i in load.bot_answer}
+            return all(cid in answered for cid in to_bot)
+
+        await wait_until(lambda: all(cid in load.at_admin for cid in to_admin) and bot_done(),
+                         DELIVERY_GRACE_SECONDS)
+        report("client -> admin", [(load.at_admin[c] - load.sent[c]) * 1000 for c in to_admin
+                                   if c in load.at_admin], len(to_admin))
+        by_client_id = {cid: message_id for message_id, cid in load.stored.items()}
+        bot_latencies = [(load.bot_answer[by_client_id[c]] - load.sent[c]) * 1000 for c in to_bot
+                         if c in by_client_id and by_client_id[c] in load.bot_answer]
+        report("client -> bot answer", bot_latencies, len(to_bot))
+        await asyncio.gather(*(s.disconnect() for s in load.sockets.values()), return_exceptions=True)
+
+
+def main() -> None:
+    """Run the benchmark in a virtual host and database of its own, and print its figures."""
+    arguments = parse_arguments()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    vhost = f"ems-bench-chat-{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    os.environ.update({
+        "EMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}",
+        "EMS_DB_PREFIX": f"emsbench_{secrets.token_hex(3)}_",
+        "EMS_LOG_LEVEL": "WARNING",
+        "EMS_LLM_BASE_URL": "",
+        "EMS_LLM_MODEL": "",
+    })
+    settings = load_settings()
+    try:
+        upgrade(settings, ("support",))
+        port = free_port()
+        notifier = ServiceProcess(python_module("notifier"), name="notifier-chat-bench",
+                                  env={"EMS_NOTIFIER_PORT": str(port)})
+        consumer = ServiceProcess(python_module("support", "consumer"), name="support-consumer-bench")
+        with notifier, consumer:
+            wait_for_port(port, process=notifier.process)
+            asyncio.run(run(arguments, settings, f"http://127.0.0.1:{port}"))
+    finally:
+        drop_databases(settings, ("support",))
+        rabbitmqctl("delete_vhost", vhost)
+
+
+if __name__ == "__main__":
+    main()
