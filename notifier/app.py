@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, async_mode: str | None = None) 
     forwarder = ChatForwarder(settings, socketio, connections)
     register_events(socketio, settings, connections, forwarder)
     app.extensions["ems_chat_forwarder"] = forwarder
+    app.extensions["ems_connections"] = connections
 
     @app.get("/socket.io/health")
     def health():
@@ -82,8 +83,11 @@ def create_app(settings: Settings | None = None, async_mode: str | None = None) 
 def start_background_work(app: Flask) -> None:
     """Start the chat publisher, the presence reports and the alert bridge."""
     from notifier.alerts import AlertBridge
+    from notifier.events import close_expired_sockets_forever
 
     socketio = app.extensions["socketio"]
     app.extensions["ems_chat_forwarder"].start()
+    socketio.start_background_task(close_expired_sockets_forever, socketio,
+                                   app.extensions["ems_connections"])
     bridge = AlertBridge(app.config["EMS_SETTINGS"], socketio.emit)
     socketio.start_background_task(bridge.run)

@@ -7,6 +7,7 @@ no handler reads an identity from what the browser sends.
 from __future__ import annotations
 
 import logging
+import time
 
 import jwt as pyjwt
 from flask import request
@@ -23,19 +24,39 @@ from notifier.presence import Connections
 logger = logging.getLogger(__name__)
 
 UNAUTHORIZED = "unauthorized"
+TOO_MANY_EVENTS = "too many events, slow down"
 
 
-def socket_identity(auth, cookie_token: str | None, settings: Settings) -> Identity | None:
-    """Return the identity of the token in Socket.IO `auth` or the cookie, or None."""
+# How often sockets whose access token expired are closed (the browser then
+# refreshes its token and connects again).
+EXPIRY_SWEEP_SECONDS = 30
+
+
+def socket_identity(auth, cookie_token: str | None, settings: Settings) -> tuple[Identity, float] | None:
+    """Return the identity and expiry of the token in Socket.IO `auth` or the cookie, or None."""
     token = auth.get("token") if isinstance(auth, dict) else None
     if not isinstance(token, str) or not token:
         token = cookie_token
     if not token:
         return None
     try:
-        return decode_access_token(token, settings)
-    except (pyjwt.InvalidTokenError, KeyError, ValueError):
+        identity = decode_access_token(token, settings)
+        # The signature and `exp` were verified just above; this only reads `exp`.
+        claims = pyjwt.decode(token, options={"verify_signature": False})
+        return identity, float(claims["exp"])
+    except (pyjwt.InvalidTokenError, KeyError, ValueError, TypeError):
         return None
+
+
+def close_expired_sockets_forever(socketio, connections: Connections) -> None:
+    """Disconnect sockets whose token expired, so identity never outlives its token."""
+    while True:
+        socketio.sleep(EXPIRY_SWEEP_SECONDS)
+        expired = connections.expired()
+        if expired:
+            log_event(logger, "socket.expired", sockets=len(expired))
+        for sid in expired:
+            socketio.server.disconnect(sid)
 
 
 def register_events(socketio, settings: Settings, connections: Connections,
@@ -45,14 +66,15 @@ def register_events(socketio, settings: Settings, connections: Connections,
     @socketio.on("connect")
     def connect(auth=None):
         """Admit a socket with a valid access token into its user's rooms."""
-        identity = socket_identity(auth, request.cookies.get(ACCESS_COOKIE), settings)
-        if identity is None:
+        verified = socket_identity(auth, request.cookies.get(ACCESS_COOKIE), settings)
+        if verified is None:
             log_event(logger, "socket.refused", level=logging.INFO, reason=UNAUTHORIZED)
             raise ConnectionRefusedError(UNAUTHORIZED)
+        identity, expires_at = verified
         join_room(user_room(identity.user_id))
         if identity.is_admin:
             join_room(ADMINS_ROOM)
-        if connections.add(request.sid, identity):
+        if connections.add(request.sid, identity, expires_at):
             forwarder.admins_changed()
 
     @socketio.on("disconnect")
@@ -62,10 +84,12 @@ def register_events(socketio, settings: Settings, connections: Connections,
             forwarder.admins_changed()
 
     def forward(routing_key: str, payload) -> dict:
-        identity = connections.identity(request.sid)
-        if identity is None:
+        user = connections.user(request.sid)
+        if user is None:
             return {"ok": False, "error": UNAUTHORIZED}
-        return forwarder.forward(identity, routing_key, payload)
+        if not user.budget.spend(time.monotonic()):
+            return {"ok": False, "error": TOO_MANY_EVENTS}
+        return forwarder.forward(user.identity, routing_key, payload)
 
     @socketio.on("chat:send")
     def chat_send(payload=None):

@@ -6,7 +6,9 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from common.auth import Identity
@@ -28,20 +30,53 @@ def presence_message(instance: str, admin_ids: list[int], at: str) -> bytes:
                       separators=(",", ":")).encode()
 
 
+class EventBudget:
+    """A token bucket: a socket may send `burst` events at once, then `per_second`."""
+
+    def __init__(self, burst: int, per_second: float, now: float):
+        self.burst = burst
+        self.per_second = per_second
+        self.tokens = float(burst)
+        self.updated = now
+
+    def spend(self, now: float) -> bool:
+        """Take one event from the budget; tell whether there was one."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class SocketUser:
+    """Who is behind one socket, until when their token is valid, and what they may still send."""
+
+    identity: Identity
+    expires_at: float  # epoch seconds: the access token's `exp`
+    budget: EventBudget  # on the monotonic clock
+
+
 class Connections:
     """The verified identity behind each socket of this instance."""
 
+    # Chat events one socket may send: a short burst, then a steady trickle.
+    EVENT_BURST = 20
+    EVENTS_PER_SECOND = 5.0
+
     def __init__(self):
-        self._identities: dict[str, Identity] = {}
+        self._users: dict[str, SocketUser] = {}
         # Sockets per connected admin: an admin with two tabs stays present until both close.
         self._admin_sockets: Counter[int] = Counter()
 
     def __len__(self) -> int:
-        return len(self._identities)
+        return len(self._users)
 
-    def add(self, sid: str, identity: Identity) -> bool:
+    def add(self, sid: str, identity: Identity, expires_at: float) -> bool:
         """Remember a socket; tell whether the set of connected admins changed."""
-        self._identities[sid] = identity
+        budget = EventBudget(self.EVENT_BURST, self.EVENTS_PER_SECOND, time.monotonic())
+        self._users[sid] = SocketUser(identity, expires_at, budget)
         if not identity.is_admin:
             return False
         self._admin_sockets[identity.user_id] += 1
@@ -49,18 +84,26 @@ class Connections:
 
     def remove(self, sid: str) -> bool:
         """Forget a socket; tell whether the set of connected admins changed."""
-        identity = self._identities.pop(sid, None)
-        if identity is None or not identity.is_admin:
+        user = self._users.pop(sid, None)
+        if user is None or not user.identity.is_admin:
             return False
-        self._admin_sockets[identity.user_id] -= 1
-        if self._admin_sockets[identity.user_id] > 0:
+        admin_id = user.identity.user_id
+        self._admin_sockets[admin_id] -= 1
+        if self._admin_sockets[admin_id] > 0:
             return False
-        del self._admin_sockets[identity.user_id]
+        del self._admin_sockets[admin_id]
         return True
 
-    def identity(self, sid: str) -> Identity | None:
-        """Return the identity verified when socket `sid` connected."""
-        return self._identities.get(sid)
+    def user(self, sid: str, now: float | None = None) -> SocketUser | None:
+        """Return who is behind socket `sid`, or None once their token has expired."""
+        user = self._users.get(sid)
+        now = time.time() if now is None else now
+        return user if user is not None and user.expires_at > now else None
+
+    def expired(self, now: float | None = None) -> list[str]:
+        """Return the sockets whose access token has expired."""
+        now = time.time() if now is None else now
+        return [sid for sid, user in self._users.items() if user.expires_at <= now]
 
     def admin_ids(self) -> list[int]:
         """Return the ids of the administrators with at least one socket here."""

@@ -141,3 +141,24 @@ def test_an_open_page_shows_the_toast_and_the_badge_when_a_device_goes_over_its_
     page.reload()
     page.locator("#alert-badge:not([hidden])").wait_for(timeout=5000)
     assert badge.inner_text() == "1"
+
+
+def test_a_page_whose_access_token_expired_refreshes_it_and_reconnects(page, stack,
+                                                                      client_with_device):
+    from datetime import timedelta
+
+    from common.auth import decode_access_token, mint_access_token
+
+    email, _ = client_with_device
+    sign_in(page, email)
+    access = next(c for c in page.context.cookies() if c["name"] == "access_token_cookie")
+    identity = decode_access_token(access["value"], stack.settings)
+    expired = mint_access_token(stack.settings, identity, timedelta(seconds=-10))
+    page.context.add_cookies([{**access, "value": expired}])
+
+    page.evaluate("() => { window.ems.socket.disconnect(); window.ems.socket.connect(); }")
+
+    # Refused as unauthorized, the page refreshes its token and connects again.
+    page.wait_for_function("() => window.ems.socket.connected", timeout=10_000)
+    renewed = next(c for c in page.context.cookies() if c["name"] == "access_token_cookie")
+    assert renewed["value"] != expired

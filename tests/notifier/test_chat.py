@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 
 from common.topology import CHAT_MESSAGE_KEY, CHAT_PRESENCE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
 from tests.notifier.conftest import new_user_id, token_for
@@ -101,3 +102,30 @@ def test_a_client_is_not_reported_as_a_present_admin(settings, connect_browser, 
     _, report = chat_tap.next_where(lambda k, m: k == CHAT_PRESENCE_KEY and admin in m["admin_ids"])
 
     assert client not in report["admin_ids"]
+
+
+def test_chat_events_stop_when_the_token_expires(settings, connect_browser):
+    browser = connect_browser(token_for(settings, new_user_id(), expires=timedelta(seconds=3)))
+    message = {"client_message_id": "m-4", "body": "still me?"}
+    assert browser.client.call("chat:send", message, timeout=ACK_TIMEOUT_SECONDS) == {"ok": True}
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ack = browser.client.call("chat:send", message, timeout=ACK_TIMEOUT_SECONDS)
+        if not ack["ok"]:
+            break
+        time.sleep(0.5)
+
+    assert ack == {"ok": False, "error": "unauthorized"}
+
+
+def test_a_flood_of_chat_events_is_cut_short(settings, connect_browser):
+    browser = connect_browser(token_for(settings, new_user_id()))
+
+    for _ in range(100):
+        browser.client.emit("chat:typing", {"conversation_id": 1})
+
+    # A hundred events take far less than the (100 - burst) / rate seconds it would
+    # need for the budget to refill.
+    ack = browser.client.call("chat:typing", {"conversation_id": 1}, timeout=ACK_TIMEOUT_SECONDS)
+    assert ack == {"ok": False, "error": "too many events, slow down"}

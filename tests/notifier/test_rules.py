@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,24 +15,33 @@ from notifier.alerts import alert_event, alert_rooms, stomp_credentials
 from notifier.app import allowed_origin
 from notifier.chat import MAX_PAYLOAD_BYTES, InvalidChatPayload, chat_message
 from notifier.events import socket_identity
-from notifier.presence import Connections, presence_message
+from notifier.presence import Connections, EventBudget, presence_message
 from tests.notifier.conftest import make_alert
 
 SETTINGS = load_settings(jwt_secret="unit-test-secret-of-a-decent-length-0123",  # noqa: S106
                          public_url="https://ems.example")
 CLIENT = Identity(7, "client", "Ana")
 ADMIN = Identity(1, "admin", "Root")
+LATER = time.time() + 3600
 
 
 def test_the_auth_token_wins_over_the_cookie():
     token = mint_access_token(SETTINGS, CLIENT)
     cookie = mint_access_token(SETTINGS, ADMIN)
 
-    assert socket_identity({"token": token}, cookie, SETTINGS) == CLIENT
+    assert socket_identity({"token": token}, cookie, SETTINGS)[0] == CLIENT
 
 
 def test_the_cookie_is_used_without_an_auth_token():
-    assert socket_identity(None, mint_access_token(SETTINGS, ADMIN), SETTINGS) == ADMIN
+    assert socket_identity(None, mint_access_token(SETTINGS, ADMIN), SETTINGS)[0] == ADMIN
+
+
+def test_a_socket_identity_carries_the_expiry_of_its_token():
+    token = mint_access_token(SETTINGS, CLIENT, timedelta(minutes=5))
+
+    _, expires_at = socket_identity({"token": token}, None, SETTINGS)
+
+    assert abs(expires_at - (time.time() + 300)) < 5
 
 
 @pytest.mark.parametrize("auth, cookie", [
@@ -74,15 +84,34 @@ def test_a_chat_payload_must_be_a_small_object(payload):
 def test_the_admin_set_changes_only_with_the_first_and_last_socket_of_an_admin():
     connections = Connections()
 
-    assert connections.add("a", ADMIN) is True
-    assert connections.add("b", ADMIN) is False
-    assert connections.add("c", CLIENT) is False
+    assert connections.add("a", ADMIN, LATER) is True
+    assert connections.add("b", ADMIN, LATER) is False
+    assert connections.add("c", CLIENT, LATER) is False
     assert connections.remove("a") is False
     assert connections.admin_ids() == [1]
     assert connections.remove("b") is True
     assert connections.remove("b") is False
     assert connections.admin_ids() == []
     assert len(connections) == 1
+
+
+def test_a_socket_has_no_identity_once_its_token_expired():
+    connections = Connections()
+    connections.add("a", CLIENT, expires_at=1000.0)
+    connections.add("b", ADMIN, expires_at=2000.0)
+
+    assert connections.user("a", now=999.0).identity == CLIENT
+    assert connections.user("a", now=1000.0) is None
+    assert connections.expired(now=1500.0) == ["a"]
+
+
+def test_an_event_budget_allows_a_burst_then_a_steady_rate():
+    budget = EventBudget(burst=3, per_second=2.0, now=0.0)
+
+    assert [budget.spend(0.0) for _ in range(4)] == [True, True, True, False]
+    assert budget.spend(0.5) is True
+    assert budget.spend(0.5) is False
+    assert [budget.spend(100.0) for _ in range(4)] == [True, True, True, False]
 
 
 def test_presence_lists_admin_ids_in_order():

@@ -63,11 +63,18 @@
       withCredentials: true,
     });
     socket.on("connect", () => setConnectionState(true));
-    socket.on("disconnect", () => setConnectionState(false));
+    socket.on("disconnect", async (reason) => {
+      setConnectionState(false);
+      // The notifier closes a socket when its access token expires; the client
+      // does not come back by itself after that, so refresh and reconnect.
+      if (reason === "io server disconnect" && await refreshAccessToken()) socket.connect();
+    });
     socket.on("connect_error", async (error) => {
       setConnectionState(false);
       // A refused handshake usually means the access token expired.
-      if (error && error.message && error.message.includes("unauthorized")) await refreshAccessToken();
+      // Socket.IO does not retry a refused handshake by itself: try again with the new token.
+      if (error && error.message && error.message.includes("unauthorized") && !socket.active
+          && await refreshAccessToken()) setTimeout(() => socket.connect(), 1000);
     });
     return socket;
   }
