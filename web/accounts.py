@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 from argon2 import PasswordHasher
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from common.auth import Identity
+from common.logs import log_event
 from web.extensions import db
 from web.models import ROLE_ADMIN, ROLE_CLIENT, Device, User
 from web.outbox import record_event
 from web.validation import ValidationError, validate_new_user, validate_user_changes
 
+logger = logging.getLogger(__name__)
 PAGE_SIZE = 20
 
 
@@ -55,6 +59,7 @@ def create_user(data, hasher: PasswordHasher) -> User:
         raise ValidationError({"email": "a user with this e-mail already exists"}) from error
     record_event("user.created", user=user)
     db.session.commit()
+    log_event(logger, "user.created", user_id=user.id, role=user.role)
     return user
 
 
@@ -73,6 +78,10 @@ def update_user(user: User, data, acting: Identity, hasher: PasswordHasher) -> U
             raise RuleViolation("you cannot change your own role")
         if user.role == ROLE_ADMIN and _lock_admin_ids() == [user.id]:
             raise RuleViolation("the last administrator must stay an administrator")
+        owned = db.session.scalar(select(func.count()).select_from(Device).where(Device.owner_id == user.id))
+        if fields["role"] == ROLE_ADMIN and owned:
+            # Devices belong to clients only; an admin owning meters would fall out of every client view.
+            raise RuleViolation(f"this client still has {owned} device(s): unassign them first")
     before = (user.name, user.role)
     user.name = fields.get("name", user.name)
     user.role = fields.get("role", user.role)
@@ -81,6 +90,7 @@ def update_user(user: User, data, acting: Identity, hasher: PasswordHasher) -> U
     if (user.name, user.role) != before:
         record_event("user.updated", user=user)
     db.session.commit()
+    log_event(logger, "user.updated", user_id=user.id, by=acting.user_id, password_reset="password" in fields)
     return user
 
 
@@ -95,8 +105,10 @@ def delete_user(user: User, acting: Identity) -> int:
         device.owner_id = None
         record_event("device.updated", device=device)
     record_event("user.deleted", user=user)
+    user_id = user.id
     db.session.delete(user)
     db.session.commit()
+    log_event(logger, "user.deleted", user_id=user_id, by=acting.user_id, unassigned_devices=len(devices))
     return len(devices)
 
 

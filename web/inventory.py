@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import or_, select
 
+from common.logs import log_event
 from web.accounts import PAGE_SIZE, RuleViolation
 from web.extensions import db
 from web.models import ROLE_CLIENT, Device, User
 from web.outbox import record_event
 from web.validation import ValidationError, parse_owner_id, validate_device
+
+logger = logging.getLogger(__name__)
 
 
 def search_devices(query: str = "", page: int = 1, per_page: int = PAGE_SIZE, owner_id: int | None = None):
@@ -53,6 +58,7 @@ def create_device(data) -> Device:
     db.session.flush()
     record_event("device.created", device=device)
     db.session.commit()
+    log_event(logger, "device.created", device_id=device.id, owner_id=owner_id)
     return device
 
 
@@ -68,6 +74,7 @@ def update_device(device: Device, data) -> Device:
     if (device.name, device.description, device.address, device.max_hourly_kwh) != before:
         record_event("device.updated", device=device)
     db.session.commit()
+    log_event(logger, "device.updated", device_id=device.id, fields=",".join(sorted(fields)))
     return device
 
 
@@ -80,6 +87,7 @@ def assign_device(device: Device, owner_value) -> Device:
         device.owner_id = owner_id
         record_event("device.updated", device=device)
     db.session.commit()
+    log_event(logger, "device.assigned", device_id=device.id, owner_id=owner_id)
     return device
 
 
@@ -87,8 +95,10 @@ def delete_device(device: Device) -> None:
     """Delete the device and record `device.deleted` (carrying its last state)."""
     db.session.refresh(device, with_for_update=True)
     record_event("device.deleted", device=device)
+    device_id = device.id
     db.session.delete(device)
     db.session.commit()
+    log_event(logger, "device.deleted", device_id=device_id)
 
 
 __all__ = ["RuleViolation", "assign_device", "create_device", "delete_device", "devices_of",

@@ -117,6 +117,18 @@ def refresh_expiring_access_token(response: Response) -> Response:
     return response
 
 
+def cross_site_post() -> bool:
+    """Tell whether a sign-in or sign-up form was posted from another site.
+
+    These forms have no session (hence no CSRF token) yet; browsers send Origin on
+    every POST, so a foreign Origin is refused (login CSRF).
+    """
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin == "null"
+    return urlsplit(origin).netloc != request.host
+
+
 def client_address() -> str:
     """Return the address of the browser (behind the gateway, from X-Forwarded-For via ProxyFix)."""
     return request.remote_addr or "-"

@@ -97,3 +97,19 @@ def test_inline_edit_error_appears_in_the_row(new_page, admin_account):
     expect(admin.locator("#users-table tr.editing .field-error")).to_have_text("name is required")
     admin.locator("#users-table tr.editing").get_by_role("button", name="Cancel").click()
     expect(admin.locator("#users-table tr", has_text=admin_account[0])).to_contain_text("Browser Admin")
+
+
+def test_expired_access_token_is_renewed_silently_and_logout_ends_the_session(new_page, admin_account):
+    admin = new_page()
+    sign_in(admin, *admin_account)
+    # The access token is gone (as after 15 idle minutes); the refresh cookie remains.
+    admin.context.clear_cookies(name="access_token_cookie")
+    admin.goto("/admin/users")
+    expect(admin).to_have_url(re.compile(r"/admin/users$"))
+    expect(admin.locator("h1")).to_have_text("Users")
+
+    admin.get_by_role("button", name="Log out").click()
+    expect(admin).to_have_url(re.compile(r"/login$"))
+    admin.goto("/admin/users")
+    expect(admin).to_have_url(re.compile(r"/login\?next="))
+    expect(admin.locator("h1")).to_have_text("Sign in")

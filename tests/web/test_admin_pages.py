@@ -280,3 +280,22 @@ def test_names_are_escaped_in_pages(app, admin_browser, make_user):
     page = admin_browser.get("/admin/users")
     assert b"<script>alert(1)</script>" not in page.data
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page.data
+
+
+def test_a_client_with_devices_cannot_become_an_admin(app, admin_browser, make_user, make_device):
+    alice = make_user("client")
+    make_device("Heat pump", owner_id=alice.id)
+    before = snapshot(app)
+    response = admin_browser.htmx("PUT", f"/admin/users/{alice.id}", data={"name": alice.name, "role": "admin"})
+    assert response.status_code == 409 and b"unassign them first" in response.data
+    assert snapshot(app) == before
+
+
+def test_device_search_and_pages(app, admin_browser, make_device):
+    for number in range(23):
+        make_device(f"Meter {number:02d}", address=f"{number} Long Road")
+    make_device("Sauna", address="1 Lake Shore")
+    first = admin_browser.htmx("GET", "/admin/devices", headers={"HX-Target": "devices-table"})
+    assert b"Page 1 of 2" in first.data and first.data.count(b'<tr id="device-') == 20
+    found = admin_browser.htmx("GET", "/admin/devices?q=lake", headers={"HX-Target": "devices-table"})
+    assert found.data.count(b'<tr id="device-') == 1 and b"Sauna" in found.data

@@ -259,3 +259,21 @@ def test_api_login_returns_a_bearer_token(app, make_user):
 def test_api_login_with_malformed_json_gets_400(app, body):
     response = app.test_client().post("/api/auth/login", data=body, content_type="application/json")
     assert response.status_code == 400 and "JSON object" in response.json["error"]
+
+
+def test_login_and_signup_posted_from_another_site_are_refused(app, make_user):
+    alice = make_user("client")
+    client = app.test_client()
+    foreign = {"Origin": "https://evil.example"}
+    login = client.post("/login", data={"email": alice.email, "password": PASSWORD}, headers=foreign)
+    assert login.status_code == 403 and client.get_cookie("access_token_cookie") is None
+    signup = client.post(
+        "/signup",
+        data={"name": "N", "email": "n@example.test", "password": "long enough", "password_confirm": "long enough"},
+        headers=foreign,
+    )
+    assert signup.status_code == 403
+    same_site = client.post(
+        "/login", data={"email": alice.email, "password": PASSWORD}, headers={"Origin": "http://localhost"}
+    )
+    assert same_site.status_code == 303

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template
 from flask_jwt_extended import (
     get_jwt_identity,
     set_access_cookies,
@@ -23,6 +23,7 @@ from web.sessions import (
     access_token_for,
     authenticate,
     client_address,
+    cross_site_post,
     safe_next,
     start_session,
 )
@@ -53,6 +54,8 @@ def login():
 def login_submit():
     """Check the credentials and start a session in cookies."""
     email, target = request.form.get("email", ""), safe_next(request.form.get("next"), "")
+    if cross_site_post():
+        abort(403)
     try:
         user = authenticate(email, request.form.get("password", ""), client_address())
     except TooManyAttempts:
@@ -93,6 +96,8 @@ def signup():
         return render_template("auth/signup.html", closed=True, form={}), 403
     if request.method == "GET":
         return render_template("auth/signup.html", form={})
+    if cross_site_post():
+        abort(403)
     form = request.form
     errors = {}
     if form.get("password", "") != form.get("password_confirm", ""):
