@@ -286,7 +286,9 @@ def test_a_client_with_devices_cannot_become_an_admin(app, admin_browser, make_u
     alice = make_user("client")
     make_device("Heat pump", owner_id=alice.id)
     before = snapshot(app)
-    response = admin_browser.htmx("PUT", f"/admin/users/{alice.id}", data={"name": alice.name, "role": "admin"})
+    response = admin_browser.htmx(
+        "PUT", f"/admin/users/{alice.id}", data={"name": alice.name, "role": "admin"}
+    )
     assert response.status_code == 409 and b"unassign them first" in response.data
     assert snapshot(app) == before
 

@@ -269,7 +269,12 @@ def test_login_and_signup_posted_from_another_site_are_refused(app, make_user):
     assert login.status_code == 403 and client.get_cookie("access_token_cookie") is None
     signup = client.post(
         "/signup",
-        data={"name": "N", "email": "n@example.test", "password": "long enough", "password_confirm": "long enough"},
+        data={
+            "name": "N",
+            "email": "n@example.test",
+            "password": "long enough",
+            "password_confirm": "long enough",
+        },
         headers=foreign,
     )
     assert signup.status_code == 403
