@@ -26,8 +26,8 @@ from monitor.storage import store_readings
 
 logger = logging.getLogger(__name__)
 
-PREFETCH = 1000
-BATCH_SIZE = 500
+PREFETCH = 2000
+BATCH_SIZE = 1000
 BATCH_WAIT_SECONDS = 0.05
 # Unpublished alerts of a replica that died are picked up by the others this often.
 ALERT_SWEEP_SECONDS = 5.0

@@ -10,6 +10,7 @@ import sys
 from common.logs import configure_logging
 from common.settings import load_settings
 from simulator import modes
+from simulator.generate_sample import SAMPLE_PATH
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -23,7 +24,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         return command
 
     replay = with_devices(commands.add_parser("replay", help="send a CSV of one kWh value per 10 minutes"))
-    replay.add_argument("--csv", default=str(modes.SAMPLE_PATH), help="CSV file (default: the sample)")
+    replay.add_argument("--csv", default=str(SAMPLE_PATH), help="CSV file (default: the sample)")
     replay.add_argument("--interval", type=float, default=None,
                         help="send one row every S seconds stamped now (default: all at once, "
                              "as the history that ends now)")

@@ -28,6 +28,7 @@ DEMO_INTERVAL_SECONDS = 5.0
 API_TIMEOUT_SECONDS = 5.0
 # The administrator the seed creates first; the simulator reads the device list as it.
 API_ADMIN_USER_ID = 1
+MAX_API_PAGES = 100
 
 
 class NoDevices(RuntimeError):
@@ -35,14 +36,21 @@ class NoDevices(RuntimeError):
 
 
 def fetch_devices(settings: Settings) -> list[dict]:
-    """Return the portal's devices (`GET /api/devices`) read with a short-lived admin token."""
+    """Return every device of the portal (`GET /api/devices`, all pages) as a short-lived admin."""
     token = mint_access_token(settings, Identity(API_ADMIN_USER_ID, "admin", "simulator"),
                               timedelta(minutes=2))
-    response = requests.get(f"{settings.web_url}/api/devices", timeout=API_TIMEOUT_SECONDS,
-                            headers={"Authorization": f"Bearer {token}"})
-    response.raise_for_status()
-    payload = response.json()
-    return payload.get("devices", payload.get("items", [])) if isinstance(payload, dict) else payload
+    devices, page, pages = [], 1, 1
+    while page <= min(pages, MAX_API_PAGES):
+        response = requests.get(f"{settings.web_url}/api/devices", params={"page": page},
+                                timeout=API_TIMEOUT_SECONDS, headers={"Authorization": f"Bearer {token}"})
+        response.raise_for_status()
+        payload = response.json()
+        if isinstance(payload, list):  # an unpaginated answer
+            return payload
+        devices.extend(payload.get("items", []))
+        pages = int(payload.get("pages", 1))
+        page += 1
+    return devices
 
 
 def resolve_devices(arguments, settings: Settings) -> list[dict]:

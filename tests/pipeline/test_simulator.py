@@ -1,0 +1,54 @@
+"""The simulator's command line against the real broker: what each mode sends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+from common.topology import READINGS_QUEUE
+from tests.processes import ROOT, python_module
+
+DEVICE = str(uuid.uuid4())
+
+
+def simulate(*arguments: str) -> str:
+    """Run `python -m simulator …` and return its summary line."""
+    finished = subprocess.run(python_module("simulator", *arguments), cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout.strip()
+
+
+def queued_readings(pipeline) -> list[dict]:
+    return [json.loads(body) for _, body in pipeline.drain(READINGS_QUEUE)]
+
+
+def test_load_sends_the_count_with_confirms(pipeline):
+    summary = simulate("load", "--devices", "3", "--count", "30")
+    assert summary.startswith("sent=30 confirmed=30 ")
+    readings = queued_readings(pipeline)
+    assert len(readings) == 30
+    assert len({r["device_id"] for r in readings}) == 3
+    assert len({(r["device_id"], r["timestamp"]) for r in readings}) == 30
+
+
+def test_replay_sends_every_csv_row_as_ten_minute_history(pipeline, tmp_path):
+    csv = tmp_path / "sensor.csv"
+    csv.write_text("kwh\n0.1\n0.25\n0.3\n")
+    assert simulate("replay", "--csv", str(csv), "--device", DEVICE).startswith("sent=3 confirmed=3 ")
+    readings = queued_readings(pipeline)
+    assert [r["measurement_value"] for r in readings] == [0.1, 0.25, 0.3]
+    assert [b["timestamp"] - a["timestamp"] for a, b in zip(readings, readings[1:], strict=False)] == [
+        600_000, 600_000]
+
+
+def test_backfill_sends_a_day_of_readings_per_device(pipeline):
+    assert simulate("backfill", "--days", "1", "--device", DEVICE).startswith("sent=144 confirmed=144 ")
+    readings = queued_readings(pipeline)
+    assert len(readings) == 144 and all(0 < r["measurement_value"] < 5 for r in readings)
+
+
+def test_live_stamps_readings_now(pipeline):
+    assert simulate("live", "--interval", "0.2", "--count", "2", "--device", DEVICE).startswith("sent=2 ")
+    assert len(queued_readings(pipeline)) == 2
