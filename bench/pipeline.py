@@ -29,7 +29,6 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pika  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from balancer.strategies import STRATEGY_NAMES  # noqa: E402
@@ -96,7 +95,8 @@ def broker_ceiling(settings, count: int) -> float:
 
     thread = threading.Thread(target=consume)
     thread.start()
-    body = b'{"timestamp":1732611600000,"device_id":"0b6d5c7e-8a4f-4c1e-9d5b-2f6a7e8b9c01","measurement_value":0.1}'
+    body = (b'{"timestamp":1732611600000,"device_id":"0b6d5c7e-8a4f-4c1e-9d5b-2f6a7e8b9c01",'
+            b'"measurement_value":0.1}')
     started = time.monotonic()
     ConfirmedBurstPublisher(settings, "", CEILING_QUEUE).publish_all(body for _ in range(count))
     consumed.wait(TIMEOUT_SECONDS)
@@ -189,8 +189,8 @@ def main() -> None:
         print(f"raw broker ceiling (1 publisher with confirms, 1 consumer, 1 queue): {ceiling:,.0f} msg/s")
         print(f"end to end, {arguments.count:,} readings, {arguments.devices} devices "
               "(first publish -> last hourly total committed):")
-        header = f"{'strategy':<14}" + "".join(f"{f'{n} replica(s)':>16}{'ratio':>8}" for n in arguments.replicas)
-        print(header)
+        columns = "".join(f"{f'{n} replica(s)':>16}{'ratio':>8}" for n in arguments.replicas)
+        print(f"{'strategy':<14}{columns}")
         for strategy in arguments.strategies:
             cells = []
             for replicas in arguments.replicas:
