@@ -31,8 +31,7 @@ def is_limited(key: str, limit: int, now: datetime) -> bool:
 
 
 def record_failure(key: str, now: datetime) -> None:
-    """Count one failed login and forget this key's attempts older than the window."""
-    db.session.execute(delete(LoginAttempt).where(LoginAttempt.key == key,
-                                                  LoginAttempt.attempted_at <= now - WINDOW))
+    """Count one failed login and forget every attempt older than the window (the table stays tiny)."""
+    db.session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at <= now - WINDOW))
     db.session.add(LoginAttempt(key=key, attempted_at=now))
     db.session.commit()

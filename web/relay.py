@@ -105,22 +105,42 @@ class OutboxRelay:
         self.stopping.set()
 
     def run(self) -> None:
-        """Relay events until stopped; only one relay per database works at a time."""
+        """Relay events until stopped, riding out database restarts with a capped back-off."""
+        delay = BACKOFF_FIRST_SECONDS
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._run_holding_lock()
+                except OperationalError as error:
+                    # The database is away (the lock went with the connection): wait, then start over.
+                    log_event(logger, "relay.database_unavailable", level=logging.WARNING,
+                              error=type(error).__name__, retry_in=round(delay, 1))
+                    self.stopping.wait(delay)
+                    delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+        finally:
+            self.publisher.close()
+            log_event(logger, "relay.stopped", published=self.published)
+
+    def _run_holding_lock(self) -> None:
+        """Take the relay lock of this database, then relay until stopped.
+
+        The advisory lock keeps a second relay (another replica) from publishing the
+        same rows in parallel; it waits as a hot standby instead.
+        """
         lock_name = f"{self.settings.database_name('web')}.outbox_relay"
         with self.engine.connect() as lock_connection:
-            # An advisory lock keeps a second relay from publishing the same rows in parallel.
             while not self.stopping.is_set():
                 got = lock_connection.execute(text("SELECT GET_LOCK(:name, :wait)"),
                                               {"name": lock_name, "wait": LOCK_WAIT_SECONDS}).scalar()
                 if got == 1:
                     break
+            else:
+                return
             log_event(logger, "relay.started")
             try:
                 self._loop()
             finally:
                 lock_connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
-                self.publisher.close()
-                log_event(logger, "relay.stopped", published=self.published)
 
     def _loop(self) -> None:
         delay = BACKOFF_FIRST_SECONDS

@@ -226,3 +226,22 @@ def test_published_rows_are_removed_after_the_retention_period(app, engine, make
     assert delete_old_published(engine) == 1
     assert [event["device"]["name"] for event in outbox_events(app)] == ["Recent"]
     assert timedelta(days=1) < PUBLISHED_RETENTION
+
+
+def test_a_second_relay_waits_while_another_holds_the_relay_lock(app, migrated, engine, tap, make_device):
+    lock_name = f"{migrated.database_name('web')}.outbox_relay"
+    with engine.connect() as holder:
+        assert holder.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": lock_name}).scalar() == 1
+        relay = ServiceProcess(python_module("web", "relay"), name="web relay standby")
+        relay.log_path.unlink(missing_ok=True)
+        relay.start()
+        try:
+            make_device("Waiting for the active relay")
+            time.sleep(1.5)  # the standby polls the lock; nothing may be published meanwhile
+            assert "relay.started" not in relay.log() and tap.is_empty()
+            holder.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
+            assert [body["device"]["name"] for _, body in tap.take(1, timeout=20)] == [
+                "Waiting for the active relay"
+            ]
+        finally:
+            relay.stop()
