@@ -1,0 +1,47 @@
+"""The pipeline lives through a RabbitMQ restart mid-stream (rabbitmqctl stop_app/start_app):
+the simulator's publisher, the balancer, every replica and the events consumer
+reconnect by themselves, and the hourly totals stay exact.
+
+This disturbs every other test run on the machine: keep it rare and run it alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+from tests.pipeline.conftest import pipeline, wait_for  # noqa: F401 - the fixture is used by name
+from tests.pipeline.test_exact_totals import assert_exact, wait_until_processed
+from tests.pipeline.workload import build_workload
+from tests.processes import wait_for_port
+
+
+def rabbitmqctl(*arguments: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=120)
+
+
+def restart_rabbitmq() -> None:
+    """Stop and start the RabbitMQ application and wait until AMQP answers again."""
+    rabbitmqctl("stop_app")
+    rabbitmqctl("start_app")
+    rabbitmqctl("await_startup")
+    wait_for_port(5672, timeout=60)
+
+
+def test_totals_stay_exact_when_rabbitmq_restarts_mid_stream(pipeline):  # noqa: F811
+    workload = build_workload(readings=10_000, devices=50, duplicate_share=0.10, invalid_share=0.01)
+    pipeline.start_events()
+    pipeline.start_workers()
+    pipeline.start_balancer("consistent")
+    # The simulator's publisher resends whatever was unconfirmed when the connection dropped.
+    publishing = threading.Thread(target=pipeline.publish_readings, args=(workload.messages,))
+    publishing.start()
+    wait_for(lambda: pipeline.query("SELECT COUNT(*) FROM readings")[0][0] > 2000, 60,
+             "the pipeline to be busy")
+
+    restart_rabbitmq()
+    publishing.join(120)
+
+    wait_until_processed(pipeline, workload)
+    assert_exact(pipeline, workload)
+    assert all(process.running for process in pipeline.processes()), pipeline.logs()
