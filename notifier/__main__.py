@@ -41,8 +41,10 @@ def main() -> None:
 
     settings = load_settings()
     configure_logging("notifier", settings.log_level)
-    # stomp.py logs every connection step at INFO; the bridge logs what matters.
+    # stomp.py and pika log every connection step and failure with tracebacks; the
+    # notifier logs each failure once as its own event (stomp.connect_failed, …).
     logging.getLogger("stomp.py").setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     # Each socket is a file descriptor; leave room for the broker connections.
     open_files = raise_open_files_limit(MAX_CONNECTIONS + 256)
     app = create_app(settings, async_mode=ASYNC_MODE)

@@ -72,11 +72,6 @@ def create_app(settings: Settings | None = None, async_mode: str | None = None) 
     app.extensions["ems_chat_forwarder"] = forwarder
     app.extensions["ems_connections"] = connections
 
-    @app.get("/socket.io/health")
-    def health():
-        """Tell the gateway and orchestrator that the notifier is up."""
-        return {"status": "ok", "connections": len(connections)}
-
     return app
 
 
