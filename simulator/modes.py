@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from common.amqp import ConfirmingPublisher
+from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
 from common.auth import Identity, mint_access_token
 from common.logs import log_event
 from common.messages import Reading
@@ -29,6 +29,8 @@ API_TIMEOUT_SECONDS = 5.0
 # The administrator the seed creates first; the simulator reads the device list as it.
 API_ADMIN_USER_ID = 1
 MAX_API_PAGES = 100
+DEVICE_RETRY_SECONDS = 5.0
+DEVICE_REFRESH_SECONDS = 60.0
 
 
 class NoDevices(RuntimeError):
@@ -128,8 +130,17 @@ def replay(arguments, settings: Settings) -> PublishSummary:
         bodies = (Reading(stamp, device["id"], value).to_json()
                   for device in devices for stamp, value in zip(stamps, values, strict=True))
         return burst(settings, bodies, len(values) * len(devices))
-    return paced(settings, devices, arguments.interval, len(values),
-                 lambda device, index, at: values[index])
+    rows = iter(values)
+    rounds = len(values)
+    current = {"value": 0.0}
+
+    def next_row(device, at):
+        # One CSV row per round, the same for every device of the round.
+        if device is devices[0]:
+            current["value"] = next(rows)
+        return current["value"]
+
+    return paced(settings, lambda: devices, arguments.interval, rounds, next_row)
 
 
 def backfill(arguments, settings: Settings) -> PublishSummary:
@@ -154,45 +165,93 @@ def demo_surge(at: datetime) -> bool:
     return at.hour % 2 == 0 and at.minute >= 20
 
 
+def wait_for_devices(arguments, settings: Settings) -> list[dict]:
+    """Return the devices to simulate, waiting for the portal while it is not up yet."""
+    while True:
+        try:
+            return resolve_devices(arguments, settings)
+        except NoDevices as error:
+            # `make run` starts the portal and the simulator together: wait, never give up.
+            log_event(logger, "simulator.waiting_for_devices", level=logging.WARNING, reason=str(error)[:200])
+            time.sleep(DEVICE_RETRY_SECONDS)
+
+
+class LiveDevices:
+    """The devices of a live run, refreshed from the portal now and then (admins add devices)."""
+
+    def __init__(self, arguments, settings: Settings):
+        self.arguments = arguments
+        self.settings = settings
+        self.devices = wait_for_devices(arguments, settings)
+        self._fetched = time.monotonic()
+
+    def current(self) -> list[dict]:
+        """Return the devices, refetched when the list is older than DEVICE_REFRESH_SECONDS."""
+        if not self.arguments.device and time.monotonic() - self._fetched > DEVICE_REFRESH_SECONDS:
+            self._fetched = time.monotonic()
+            try:
+                self.devices = resolve_devices(self.arguments, self.settings)
+            except NoDevices as error:
+                log_event(logger, "simulator.device_refresh_failed", level=logging.WARNING,
+                          reason=str(error)[:200])
+        return self.devices
+
+
+def demo_surging_device(devices: list[dict]) -> str | None:
+    """Return the id of the device with the lowest limit: the one the demo pushes over it."""
+    limited = [d for d in devices if d.get("max_hourly_kwh")]
+    return min(limited, key=lambda d: float(d["max_hourly_kwh"]))["id"] if limited else None
+
+
 def live(arguments, settings: Settings) -> PublishSummary:
     """Send one reading per device stamped now every interval; the demo adds surges."""
     interval = DEMO_INTERVAL_SECONDS if arguments.demo else arguments.interval
-    devices = resolve_devices(arguments, settings)
-    limited = [d for d in devices if d.get("max_hourly_kwh")]
-    surging = None
-    if arguments.demo and limited:
-        surging = min(limited, key=lambda d: float(d["max_hourly_kwh"]))["id"]
-    generators = {device["id"]: random.Random(device["id"]) for device in devices}
+    devices = LiveDevices(arguments, settings)
+    generators: dict[str, random.Random] = {}
 
-    def value(device, index, at):
-        if device["id"] == surging and demo_surge(at):
+    def value(device, at):
+        if arguments.demo and device["id"] == demo_surging_device(devices.devices) and demo_surge(at):
             # Twice the hourly limit as power: over the limit within the surge.
             return round(2 * float(device["max_hourly_kwh"]) * interval / 3600, 6)
-        return interval_kwh(at.astimezone(), generators[device["id"]], seconds=interval)
+        generator = generators.setdefault(device["id"], random.Random(device["id"]))
+        return interval_kwh(at.astimezone(), generator, seconds=interval)
 
-    return paced(settings, devices, interval, arguments.count, value)
+    return paced(settings, devices.current, interval, arguments.count, value)
 
 
-def paced(settings: Settings, devices: list[dict], interval: float, rounds: int | None,
-          value) -> PublishSummary:
-    """Every `interval` seconds send one reading per device stamped now, with a blocking confirm."""
+def paced(settings: Settings, devices, interval: float, rounds: int | None, value) -> PublishSummary:
+    """Every `interval` seconds send one reading per device stamped now, each confirmed.
+
+    A reading that could not be sent (broker restarting) is kept and sent first
+    in the next round, so a live run rides out an outage.
+    """
     publisher = ConfirmingPublisher(settings)
     summary = PublishSummary()
+    backlog: list[Reading] = []
     started = time.monotonic()
     index = 0
     try:
         while rounds is None or index < rounds:
             at = datetime.now(UTC)
-            for device in devices:
-                reading = Reading(epoch_ms(at), device["id"], value(device, index, at))
-                publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY, reading.to_json())
-                summary.sent += 1
+            fresh = [Reading(epoch_ms(at), device["id"], value(device, at)) for device in devices()]
+            backlog += fresh
+            summary.sent += len(fresh)
+            while backlog:
+                try:
+                    publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY, backlog[0].to_json())
+                except (PublishNotConfirmed, *CONNECTION_ERRORS) as error:
+                    log_event(logger, "simulator.publish_failed", level=logging.WARNING,
+                              error=type(error).__name__, waiting=len(backlog))
+                    break
+                backlog.pop(0)
                 summary.confirmed += 1
             index += 1
-            log_event(logger, "simulator.round", round=index, devices=len(devices))
             next_round = started + index * interval
             while time.monotonic() < next_round:
-                publisher.process_events()
+                try:
+                    publisher.process_events()
+                except CONNECTION_ERRORS:
+                    publisher.close()
                 time.sleep(min(1.0, max(next_round - time.monotonic(), 0)))
     finally:
         publisher.close()

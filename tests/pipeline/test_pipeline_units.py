@@ -8,7 +8,7 @@ from balancer.service import ConfirmTracker
 from balancer.stats import stats_rows
 from monitor.storage import hour_start, hourly_sums, over_limit, reading_kwh
 from simulator.generate_sample import SAMPLE_PATH
-from simulator.modes import history_timestamps, load_bodies, read_csv_values
+from simulator.modes import demo_surge, demo_surging_device, history_timestamps, load_bodies, read_csv_values
 
 
 def test_tracker_acks_the_settled_run_with_one_multiple_ack():
@@ -98,3 +98,16 @@ def test_the_sample_has_a_household_day_shape():
     evening = sum(sum(day[108:126]) for day in days)  # 18:00-21:00
     assert evening > 2.5 * night
     assert 5 < sum(values) / 30 < 40  # kWh per day of an ordinary household
+
+
+def test_the_demo_pushes_the_device_with_the_lowest_limit():
+    devices = [{"id": "a", "max_hourly_kwh": 3.0}, {"id": "b", "max_hourly_kwh": 0.8},
+               {"id": "c", "max_hourly_kwh": None}]
+    assert demo_surging_device(devices) == "b"
+    assert demo_surging_device([{"id": "c", "max_hourly_kwh": None}]) is None
+
+
+def test_the_demo_surges_in_the_second_part_of_every_other_hour():
+    assert demo_surge(datetime(2026, 1, 1, 10, 30))
+    assert not demo_surge(datetime(2026, 1, 1, 10, 5))
+    assert not demo_surge(datetime(2026, 1, 1, 11, 30))

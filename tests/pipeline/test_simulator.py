@@ -52,3 +52,12 @@ def test_backfill_sends_a_day_of_readings_per_device(pipeline):
 def test_live_stamps_readings_now(pipeline):
     assert simulate("live", "--interval", "0.2", "--count", "2", "--device", DEVICE).startswith("sent=2 ")
     assert len(queued_readings(pipeline)) == 2
+
+
+def test_paced_replay_sends_one_row_per_interval_stamped_now(pipeline, tmp_path):
+    csv = tmp_path / "sensor.csv"
+    csv.write_text("0.1\n0.2\n0.3\n")
+    summary = simulate("replay", "--csv", str(csv), "--interval", "0.1", "--device", DEVICE)
+    assert summary.startswith("sent=3 confirmed=3 ")
+    readings = queued_readings(pipeline)
+    assert [r["measurement_value"] for r in readings] == [0.1, 0.2, 0.3]
