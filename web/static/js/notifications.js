@@ -56,7 +56,7 @@
     const time = { hour: "2-digit", minute: "2-digit" };
     const sameDay = start.toDateString() === new Date().toDateString();
     const day = sameDay ? "Today" : start.toLocaleDateString(undefined, { day: "numeric", month: "short" });
-    return day + " " + start.toLocaleTimeString(undefined, time) + "–" + end.toLocaleTimeString(undefined, time);
+    return day + " " + start.toLocaleTimeString(undefined, time) + "\u2013" + end.toLocaleTimeString(undefined, time);
   }
 
   function element(tag, className, text) {
@@ -85,7 +85,7 @@
 
     const title = element("p", "toast-title", "Over limit: " + alert.device_name);
     const detail = element("p", "toast-detail",
-      hourLabel(alert.hour_start) + " · " + number(alert.kwh) + " kWh (limit " + number(alert.limit_kwh) + " kWh)");
+      hourLabel(alert.hour_start) + " \u00b7 " + number(alert.kwh) + " kWh (limit " + number(alert.limit_kwh) + " kWh)");
     toast.append(title, detail);
 
     if (typeof alert.url === "string" && DEVICE_PAGE.test(alert.url)) {
@@ -93,7 +93,7 @@
       link.href = alert.url;
       toast.append(link);
     }
-    const close = element("button", "toast-close", "×");
+    const close = element("button", "toast-close", "\u00d7");
     close.type = "button";
     close.setAttribute("aria-label", "Dismiss alert");
     close.addEventListener("click", () => dismiss(toast));
