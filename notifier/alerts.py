@@ -77,10 +77,11 @@ class _Subscription(stomp.ConnectionListener):
         try:
             self.emit(ALERT_EVENT, alert_event(alert), to=alert_rooms(alert))
         except CONNECTION_ERRORS as error:
-            # Unacked, the alert comes back when this connection is replaced.
+            # Unacked, the alert comes back once the bridge has replaced this connection
+            # (closing it from here, the receiving thread, could wait on itself).
             log_event(logger, "alert.emit_failed", level=logging.WARNING, alert_id=alert.alert_id,
                       error=type(error).__name__)
-            self.connection.disconnect()
+            self.closed.set()
             return
         self.connection.ack(ack_id)
         log_event(logger, "alert.emitted", alert_id=alert.alert_id, user_id=alert.user_id)
@@ -111,6 +112,8 @@ class AlertBridge:
             except (stomp.exception.StompException, *CONNECTION_ERRORS) as error:
                 log_event(logger, "stomp.connect_failed", level=logging.WARNING,
                           error=type(error).__name__, retry_in=round(delay, 1))
+            except Exception:  # noqa: BLE001 - the bridge must outlive any one failure
+                logger.exception("stomp.bridge_crashed")
             if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
                 delay = RECONNECT_FIRST_DELAY_SECONDS
             if self.stopping.wait(delay):

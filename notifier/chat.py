@@ -131,7 +131,12 @@ class ChatForwarder:
             except empty:
                 self._keep_alive(publisher)
                 continue
-            publication.error = self._publish(publisher, publication)
+            try:
+                publication.error = self._publish(publisher, publication)
+            except Exception as error:  # noqa: BLE001 - this task must outlive any one message
+                logger.exception("chat.publish_crashed")
+                publication.error = type(error).__name__
+                publisher.close()
             if publication.done is not None:
                 publication.done.set()
 
