@@ -282,3 +282,13 @@ def test_login_and_signup_posted_from_another_site_are_refused(app, make_user):
         "/login", data={"email": alice.email, "password": PASSWORD}, headers={"Origin": "http://localhost"}
     )
     assert same_site.status_code == 303
+
+
+def test_refresh_is_refused_once_the_user_is_deleted(app, admin_browser, make_user):
+    alice = make_user("client")
+    browser = sign_in(app, alice)
+    assert admin_browser.htmx("DELETE", f"/admin/users/{alice.id}").status_code == 200
+    response = browser.post(
+        "/auth/refresh", headers={"X-CSRF-TOKEN": browser.get_cookie("csrf_refresh_token").value}
+    )
+    assert response.status_code == 401 and response.json["error"] == "user no longer exists"
