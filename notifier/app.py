@@ -12,8 +12,9 @@ from flask_socketio import SocketIO
 from common.realtime import SOCKETIO_CHANNEL
 from common.settings import Settings, load_settings
 
-# A chat event is a few hundred bytes; nothing a browser sends needs more.
-MAX_PACKET_BYTES = 16 * 1024
+# The largest chat message (notifier.chat.MAX_PAYLOAD_BYTES) fits even when a
+# client escapes every character as JSON \uXXXX pairs; nothing else is larger.
+MAX_PACKET_BYTES = 32 * 1024
 
 
 def allowed_origin(settings: Settings):

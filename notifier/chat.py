@@ -22,10 +22,10 @@ from notifier.presence import Connections, instance_id, presence_message, utc_no
 
 logger = logging.getLogger(__name__)
 
-# The browser's fields of one chat event, JSON-encoded. A message body of a
-# couple of thousand characters fits; the whole AMQP message stays below
-# common.messages.MAX_MESSAGE_BYTES.
-MAX_PAYLOAD_BYTES = 3072
+# The browser's fields of one chat event, JSON-encoded in UTF-8: a message of
+# support's 2,000 characters fits even in four-byte characters, and the whole
+# AMQP message stays below what support accepts (16 KiB).
+MAX_PAYLOAD_BYTES = 10 * 1024
 PRESENCE_INTERVAL_SECONDS = 15
 # How long a browser waits for its chat message to be confirmed by the broker.
 PUBLISH_TIMEOUT_SECONDS = 5

@@ -70,10 +70,19 @@ def test_a_payload_that_is_not_an_object_is_refused(settings, connect_browser, c
     assert "object" in ack["error"]
 
 
+def test_a_long_message_in_four_byte_characters_is_forwarded(settings, connect_browser):
+    browser = connect_browser(token_for(settings, new_user_id()))
+
+    ack = browser.client.call("chat:send", {"client_message_id": "m-5", "body": "\U0001F525" * 2000},
+                              timeout=ACK_TIMEOUT_SECONDS)
+
+    assert ack == {"ok": True}
+
+
 def test_an_oversized_payload_is_refused(settings, connect_browser):
     browser = connect_browser(token_for(settings, new_user_id()))
 
-    ack = browser.client.call("chat:send", {"client_message_id": "m-3", "body": "x" * 5000},
+    ack = browser.client.call("chat:send", {"client_message_id": "m-3", "body": "x" * 11_000},
                               timeout=ACK_TIMEOUT_SECONDS)
 
     assert ack["ok"] is False
