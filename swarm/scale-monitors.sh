@@ -29,8 +29,14 @@ running_slots() {
     | sed 's/.*\.//' | sort -n | xargs
 }
 
+scale_monitors() {
+  # Each replica checks its slot against the count, so both change together.
+  docker service update --quiet --detach=false --replicas "$1" --env-add "EMS_MONITOR_REPLICAS=$1" \
+    "${STACK}_monitor" >/dev/null
+}
+
 if [ "$N" -ge "$current" ]; then
-  docker service scale --detach=false "${STACK}_monitor=$N" >/dev/null
+  scale_monitors "$N"
   set_balancer "$N"
 else
   set_balancer "$N"
@@ -42,7 +48,7 @@ else
     done
     [ "${depth:-0}" = "0" ] || { echo "ingest.$slot still holds $depth messages" >&2; exit 1; }
   done
-  docker service scale --detach=false "${STACK}_monitor=$N" >/dev/null
+  scale_monitors "$N"
 fi
 
 slots=$(running_slots)

@@ -93,11 +93,14 @@ build_images() {
 remove_stack() {
   docker stack rm "$STACK" >/dev/null 2>&1 || true
   # The stack's networks go last; volumes can only go once their containers have.
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 90); do
     [ -z "$(docker ps -aq -f "label=com.docker.stack.namespace=$STACK")" ] \
-      && [ -z "$(docker network ls -q -f name=ems_backend)" ] && break
+      && [ -z "$(docker network ls -q -f label=com.docker.stack.namespace=$STACK)" ] && break
     sleep 1
   done
+  # Swarm frees a removed network's addresses a moment after it disappears; a
+  # network of the same name created in between is left half-allocated.
+  sleep 5
   docker volume rm "${STACK}_db_data" "${STACK}_rabbitmq_data" "${STACK}_letsencrypt" >/dev/null 2>&1 || true
   local secret
   for secret in $(docker secret ls -q -f label=ems-test=1); do docker secret rm "$secret" >/dev/null || true; done

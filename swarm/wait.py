@@ -95,6 +95,9 @@ def main() -> int:
               file=sys.stderr)
         return 2
     configure_logging("wait", os.environ.get("EMS_LOG_LEVEL", "INFO"))
+    # Failed attempts are expected while waiting; the loop reports them in one line each.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return 0 if wait_for(names, float(os.environ.get("EMS_WAIT_SECONDS", "300"))) else 1
 
 

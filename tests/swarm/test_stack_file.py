@@ -234,6 +234,7 @@ def test_balancer_feeds_as_many_queues_as_there_are_monitors():
     scaled = stack_config(STACK_FILE, EMS_MONITOR_REPLICAS="5")["services"]
     assert scaled["monitor"]["deploy"]["replicas"] == 5
     assert scaled["balancer"]["environment"]["EMS_MONITOR_REPLICAS"] == "5"
+    assert scaled["monitor"]["environment"]["EMS_MONITOR_REPLICAS"] == "5"
 
 
 def test_test_override_only_swaps_images_and_the_gateway(stack):

@@ -1,0 +1,351 @@
+"""Check a deployed EMS stack end to end through its gateway (run by swarm/test.sh).
+
+    python swarm/check.py --stack ems --url http://127.0.0.1:8090
+
+1. Every service reaches its replica count and health; the migration job completes.
+2. The demo data is seeded (a one-off command in a web task); an administrator
+   logs in through the gateway and creates a device with the JSON API.
+3. The simulator replays known readings for that device; the monitor API shows
+   the exact hourly totals and an over-consumption alert.
+4. A monitor task is killed (`docker kill`) while a second, larger replay is
+   being consumed: Swarm replaces it and every hourly total is still exact.
+Every wait is bounded; the first failed check stops the run with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import requests
+
+INTERVAL_MS = 10 * 60 * 1000
+DEMO_ADMIN = {"email": "admin@ems.local", "password": "admin-demo-2024"}
+
+
+class CheckFailed(AssertionError):
+    """A check of the stack did not hold."""
+
+
+def say(message: str) -> None:
+    """Print one progress line."""
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def wait_until(what: str, condition, timeout: float, interval: float = 2.0):
+    """Return condition()'s first truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (requests.RequestException, CheckFailed, subprocess.CalledProcessError, ValueError) as error:
+            last_error = error
+        time.sleep(interval)
+    raise CheckFailed(f"timed out after {timeout:.0f}s waiting for {what}"
+                      + (f" (last error: {last_error})" if last_error else ""))
+
+
+def docker(*arguments: str, stdin: str | None = None) -> str:
+    """Run a docker command and return its output."""
+    result = subprocess.run(["docker", *arguments], capture_output=True, text=True, input=stdin,
+                            timeout=300)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, ["docker", *arguments],
+                                            result.stdout, result.stderr)
+    return result.stdout
+
+
+# --- Swarm ------------------------------------------------------------------
+
+
+def service_replicas(stack: str) -> dict[str, str]:
+    """Return {service: "running/desired"} as `docker stack services` shows it."""
+    lines = docker("stack", "services", stack, "--format", "{{.Name}} {{.Replicas}}").splitlines()
+    return {line.split()[0].removeprefix(f"{stack}_"): " ".join(line.split()[1:]) for line in lines}
+
+
+def all_services_up(stack: str) -> bool:
+    """Tell whether every service runs its desired tasks and the migration job completed."""
+    pending = []
+    for name, replicas in service_replicas(stack).items():
+        if "completed" in replicas:  # a job: "0/1 (1/1 completed)"
+            done = replicas.split("(")[1].split()[0]
+            if done.split("/")[0] != done.split("/")[1]:
+                pending.append(f"{name} {replicas}")
+        else:
+            running, desired = replicas.split()[0].split("/")
+            if running != desired:
+                pending.append(f"{name} {replicas}")
+    if pending:
+        raise CheckFailed("not yet up: " + ", ".join(sorted(pending)))
+    return True
+
+
+def running_container(stack: str, service: str, slot: int | None = None) -> str:
+    """Return the id of a running container of a service's task (of one slot if given)."""
+    name = f"{stack}_{service}" + (f".{slot}." if slot else ".")
+    for line in docker("ps", "--filter", f"label=com.docker.swarm.service.name={stack}_{service}",
+                       "--format", "{{.ID}} {{.Names}}").splitlines():
+        container, container_name = line.split()
+        if container_name.startswith(name):
+            return container
+    raise CheckFailed(f"no running container for {name}")
+
+
+def task_ids(stack: str, service: str, slot: int) -> set[str]:
+    """Return the ids of the running tasks of one slot of a service."""
+    lines = docker("service", "ps", f"{stack}_{service}", "--filter", "desired-state=running",
+                   "--format", "{{.ID}} {{.Name}} {{.CurrentState}}").splitlines()
+    return {line.split()[0] for line in lines
+            if line.split()[1] == f"{stack}_{service}.{slot}" and line.split()[2] == "Running"}
+
+
+# --- the portal and the monitor API through the gateway ---------------------
+
+
+class Gateway:
+    """An administrator's API session through the gateway."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.http = requests.Session()
+
+    def login(self, email: str, password: str) -> None:
+        """Log in with the JSON API and use the token from then on."""
+        response = self.http.post(f"{self.url}/api/auth/login", json={"email": email, "password": password},
+                                  timeout=10)
+        if response.status_code != 200:
+            raise CheckFailed(f"login through the gateway answered {response.status_code}: "
+                              f"{response.text[:200]}")
+        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def get(self, path: str, **params) -> requests.Response:
+        """GET a path through the gateway."""
+        return self.http.get(f"{self.url}{path}", params=params, timeout=10)
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        """POST JSON through the gateway."""
+        return self.http.post(f"{self.url}{path}", json=body, timeout=10)
+
+
+def hourly_totals(gateway: Gateway, device_id: str, days: list[str]) -> dict[str, Decimal]:
+    """Return {hour start (UTC ISO): kWh} from the monitor API's hourly endpoint for those days."""
+    totals: dict[str, Decimal] = {}
+    for day in days:
+        response = gateway.get(f"/api/monitor/devices/{device_id}/hourly", date=day, tz="UTC")
+        if response.status_code != 200:
+            raise CheckFailed(f"hourly {day}: HTTP {response.status_code} {response.text[:200]}")
+        for hour in hours_of(response.json()):
+            start = parse_hour(hour)
+            value = Decimal(str(hour.get("kwh", hour.get("total_kwh", hour.get("value", 0)))))
+            if value:
+                totals[start] = value
+    return totals
+
+
+def hours_of(payload) -> list[dict]:
+    """Return the list of hour rows of an hourly response."""
+    if isinstance(payload, list):
+        return payload
+    for key in ("hours", "items", "hourly"):
+        if isinstance(payload.get(key), list):
+            return payload[key]
+    raise CheckFailed(f"unexpected hourly response: {json.dumps(payload)[:300]}")
+
+
+def parse_hour(hour: dict) -> str:
+    """Return the UTC ISO start of an hour row."""
+    for key in ("start_utc", "hour_utc", "start", "hour"):
+        if key in hour:
+            value = hour[key]
+            if isinstance(value, (int, float)):
+                return datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC).isoformat()
+    raise CheckFailed(f"hour row without a start: {hour}")
+
+
+# --- readings -------------------------------------------------------------
+
+
+def history_stamps(count: int, end_ms: int) -> list[int]:
+    """Return the timestamps the simulator's replay gives `count` values ending at `end_ms`."""
+    last = end_ms // INTERVAL_MS * INTERVAL_MS
+    return [last - (count - 1 - index) * INTERVAL_MS for index in range(count)]
+
+
+def expected_hourly(values: list[Decimal], end_ms: int) -> dict[str, Decimal]:
+    """Return {hour start (UTC ISO): kWh} for a replay of `values` ending at `end_ms`."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for stamp, value in zip(history_stamps(len(values), end_ms), values, strict=True):
+        # The monitor counts a reading in the UTC clock hour of its timestamp.
+        at = datetime.fromtimestamp(stamp / 1000, tz=UTC).replace(minute=0, second=0, microsecond=0)
+        totals[at.isoformat()] += value
+    return dict(totals)
+
+
+def replay_command(device_id: str) -> list[str]:
+    """Return the docker exec argv that replays a CSV from stdin for one device."""
+    return ["sh", "-c", f"cat > /tmp/replay-{device_id}.csv && python -m simulator replay "
+                        f"--csv /tmp/replay-{device_id}.csv --device {device_id}"]
+
+
+def start_replay(stack: str, device_id: str, values: list[Decimal]) -> tuple[subprocess.Popen, int]:
+    """Start the simulator's replay of `values` in a running task; return it and its end time."""
+    csv = "kwh\n" + "\n".join(str(value) for value in values) + "\n"
+    container = running_container(stack, "simulator")
+    end_ms = int(time.time() * 1000)
+    process = subprocess.Popen(["docker", "exec", "-i", container, *replay_command(device_id)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    process.stdin.write(csv)
+    process.stdin.close()
+    return process, end_ms
+
+
+def finish_replay(process: subprocess.Popen, end_ms: int) -> None:
+    """Wait for a replay; fail if it failed or if its stamps cannot be known."""
+    if process.wait(timeout=300) != 0:
+        raise CheckFailed(f"simulator replay failed: {process.stderr.read()[-500:]}")
+    # The replay stamps its history from its own clock: it must be in the same 10 minutes.
+    if int(time.time() * 1000) // INTERVAL_MS != end_ms // INTERVAL_MS:
+        raise CheckFailed("the replay crossed a 10-minute mark, so its stamps are unknown; run again")
+
+
+def days_covered(expected: dict[str, Decimal]) -> list[str]:
+    """Return the UTC dates the expected hours fall on."""
+    return sorted({hour[:10] for hour in expected})
+
+
+# --- the checks -------------------------------------------------------------
+
+
+def check_stack_up(stack: str, url: str) -> None:
+    """Wait for every service and for the gateway's routes."""
+    wait_until("every service to run its tasks", lambda: all_services_up(stack), timeout=600, interval=5)
+    say("every service runs its desired tasks; the migration job completed")
+    expectations = {"/login": {200}, "/api/monitor/summary": {401}, "/support": {302, 401},
+                    "/socket.io/?EIO=4&transport=polling": {200}}
+    for path, statuses in expectations.items():
+        wait_until(f"{path} through the gateway", lambda p=path, s=statuses:
+                   requests.get(url + p, timeout=5, allow_redirects=False).status_code in s, timeout=120)
+    say(f"gateway routes answer: {', '.join(expectations)}")
+
+
+def seed_and_login(stack: str, url: str) -> Gateway:
+    """Seed the demo accounts in a web task and log in as the administrator."""
+    docker("exec", running_container(stack, "web"), "python", "-m", "web", "seed")
+    gateway = Gateway(url)
+    gateway.login(**DEMO_ADMIN)
+    me = gateway.get("/api/me").json()
+    if me.get("role") != "admin":
+        raise CheckFailed(f"/api/me after login: {me}")
+    say(f"logged in through the gateway as {me.get('email', DEMO_ADMIN['email'])}")
+    return gateway
+
+
+def create_device(gateway: Gateway, name: str, limit: str) -> str:
+    """Create a device with the JSON API and return its id."""
+    response = gateway.post("/api/devices", {"name": name, "max_hourly_kwh": limit,
+                                             "address": "Swarm test", "description": "swarm-test"})
+    if response.status_code != 201:
+        raise CheckFailed(f"POST /api/devices answered {response.status_code}: {response.text[:200]}")
+    return response.json()["id"]
+
+
+def wait_for_monitor_to_know(gateway: Gateway, device_id: str) -> None:
+    """Wait until the monitor has the device (from the portal's outbox events)."""
+    today = datetime.now(UTC).date().isoformat()
+    wait_until("the monitor to learn the new device", lambda: gateway.get(
+        f"/api/monitor/devices/{device_id}/hourly", date=today).status_code == 200, timeout=120)
+
+
+def check_readings_reach_totals_and_alert(stack: str, gateway: Gateway) -> None:
+    """Replay 3 hours for a new device and find its exact hourly totals and an alert."""
+    device_id = create_device(gateway, f"swarm-{uuid.uuid4().hex[:8]}", "1.0")
+    say(f"created device {device_id} (limit 1.0 kWh/h) through the gateway")
+    wait_for_monitor_to_know(gateway, device_id)
+    # 18 readings: two quiet hours and, in the middle, 6 x 0.25 = 1.5 kWh, over the limit.
+    values = [Decimal("0.05")] * 6 + [Decimal("0.25")] * 6 + [Decimal("0.1")] * 6
+    process, end = start_replay(stack, device_id, values)
+    finish_replay(process, end)
+    expected = expected_hourly(values, end)
+    wait_until("exact hourly totals", lambda: hourly_totals(gateway, device_id, days_covered(expected))
+               == expected, timeout=120)
+    say(f"simulator readings reached the hourly totals exactly: {sorted(expected.values())}")
+
+    def alert_raised():
+        response = gateway.get("/api/monitor/alerts", device_id=device_id)
+        response.raise_for_status()
+        payload = response.json()
+        items = payload if isinstance(payload, list) else payload.get("items", payload.get("alerts", []))
+        return items
+    alerts = wait_until("an over-consumption alert", alert_raised, timeout=60)
+    say(f"over-consumption alert raised: {json.dumps(alerts[0])[:160]}")
+
+
+def check_killed_monitor_is_replaced_and_totals_stay_exact(stack: str, gateway: Gateway) -> None:
+    """Kill a monitor task during a large replay: Swarm replaces it, the totals stay exact."""
+    device_id = create_device(gateway, f"swarm-kill-{uuid.uuid4().hex[:8]}", "1000")
+    wait_for_monitor_to_know(gateway, device_id)
+    days = 6
+    values = [Decimal(str(round(0.01 + (index % 37) * 0.003, 3))) for index in range(days * 24 * 6)]
+    victim_slot = 2
+    victim = running_container(stack, "monitor", victim_slot)
+    tasks_before = task_ids(stack, "monitor", victim_slot)
+    simulator, end = start_replay(stack, device_id, values)
+    expected = expected_hourly(values, end)
+    # Kill once the replicas are consuming the replay, so that work is in flight.
+    wait_until("the replay to start reaching the monitor", lambda: hourly_totals(
+        gateway, device_id, days_covered(expected)[:1]) or simulator.poll() is not None,
+        timeout=60, interval=0.5)
+    docker("kill", victim)
+    say(f"killed monitor task container {victim[:12]} (slot {victim_slot}) during the replay")
+    finish_replay(simulator, end)
+    replacement = wait_until("Swarm to replace the killed monitor task",
+                             lambda: task_ids(stack, "monitor", victim_slot) - tasks_before, timeout=120)
+    say(f"Swarm replaced it with task {sorted(replacement)[0][:12]} (slot {victim_slot})")
+
+    def totals_exact():
+        actual = hourly_totals(gateway, device_id, days_covered(expected))
+        if actual != expected:
+            missing = sum(expected.values()) - sum(actual.values())
+            raise CheckFailed(f"{len(actual)}/{len(expected)} hours stored, {missing} kWh still missing")
+        return True
+    wait_until("every hourly total to be exact after the kill", totals_exact, timeout=240)
+    say(f"{len(values)} readings over {len(expected)} hours: every hourly total exact "
+        f"({sum(expected.values())} kWh), nothing lost or counted twice")
+
+
+def main() -> int:
+    """Run every check; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="ems")
+    parser.add_argument("--url", default="http://127.0.0.1:8090")
+    arguments = parser.parse_args()
+    started = time.monotonic()
+    try:
+        check_stack_up(arguments.stack, arguments.url)
+        up = time.monotonic()
+        say(f"stack healthy {up - started:.0f}s after deploy")
+        gateway = seed_and_login(arguments.stack, arguments.url)
+        check_readings_reach_totals_and_alert(arguments.stack, gateway)
+        check_killed_monitor_is_replaced_and_totals_stay_exact(arguments.stack, gateway)
+    except CheckFailed as failure:
+        print(f"swarm check FAILED: {failure}", file=sys.stderr)
+        return 1
+    say(f"all swarm checks passed in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
