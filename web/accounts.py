@@ -98,6 +98,8 @@ def delete_user(user: User, acting: Identity) -> int:
     """Delete a user, unassigning their devices first; return how many were unassigned."""
     if user.id == acting.user_id:
         raise RuleViolation("you cannot delete your own account")
+    # Lock the row before writing any event, so per user the sequence follows commit order.
+    db.session.refresh(user, with_for_update=True)
     if user.role == ROLE_ADMIN and _lock_admin_ids() == [user.id]:
         raise RuleViolation("the last administrator cannot be deleted")
     devices = list(db.session.scalars(select(Device).where(Device.owner_id == user.id).with_for_update()))
