@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request
 
 from common.auth import Identity, current_identity, login_required
 from common.pages import viewer_timezone
@@ -58,6 +58,14 @@ def chart_context(device, view: str, day):
     return {"chart": chart, "total": sum(d.kwh for d in days), "peak_day": best if best.kwh > 0 else None,
             "first": first, "last": last,
             "previous": first - timedelta(days=1), "next": last + timedelta(days=1)}
+
+
+@blueprint.get("")
+@blueprint.get("/")
+@login_required()
+def index():
+    """Send /monitor to the viewer's starting page: the pipeline for admins, the dashboard for clients."""
+    return redirect("/monitor/pipeline" if current_identity().is_admin else "/")
 
 
 @blueprint.get("/devices/<device_id>")

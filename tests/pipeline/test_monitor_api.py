@@ -104,6 +104,11 @@ def test_the_user_summary_is_for_admins_and_the_client_alone(as_user, device):
     assert as_user(OTHER, "GET", f"/monitor/fragments/users/{CLIENT.user_id}/summary").status_code == 403
 
 
+def test_monitor_root_leads_admins_to_the_pipeline_and_clients_home(as_user):
+    assert as_user(ADMIN, "GET", "/monitor").location == "/monitor/pipeline"
+    assert as_user(CLIENT, "GET", "/monitor/").location == "/"
+
+
 def test_a_malformed_date_is_a_400(as_user, device):
     response = as_user(CLIENT, "GET", f"/api/monitor/devices/{device}/hourly?date=26-11-2026")
     assert response.status_code == 400
