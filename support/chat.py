@@ -191,6 +191,9 @@ def _note_own_message(conversation: Conversation, sender: Identity, message_id: 
 
 def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str) -> Posted:
     """Store a client's or admin's message once; reopen or take the conversation as needed."""
+    existing = _find_message(sender.user_id, client_message_id)
+    if existing is not None:
+        return Posted(existing, conversation, created=False, state_changed=False)
     before = (conversation.state, conversation.assigned_admin_id)
     now = utcnow()
     if sender.is_admin:
@@ -205,16 +208,9 @@ def post_message(sender: Identity, conversation: Conversation, body: str, client
                       sender_name=sender.name, body=body, client_message_id=client_message_id,
                       created_at=now)
     db.session.add(message)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        # A retried send: the first delivery stored it together with all its effects.
-        db.session.rollback()
-        existing = _find_message(sender.user_id, client_message_id)
-        if existing is None:
-            raise
-        return Posted(existing, db.session.get(Conversation, existing.conversation_id),
-                      created=False, state_changed=False)
+    # Two consumers storing the same retried send at once: one flush fails with an
+    # IntegrityError, the caller rolls back and the redelivery finds the message above.
+    db.session.flush()
     conversation.last_message_at = now
     _note_own_message(conversation, sender, message.id)
     return Posted(message, conversation, created=True,

@@ -1,87 +1,194 @@
-"""The consumer of `support.inbound`: one message at a time, acked after commit.
+"""The consumer of `support.inbound`: partitioned workers, acks after commit.
 
-Invalid or forbidden messages are dead-lettered with their reason. A database
-outage requeues the message after a pause instead of losing it.
+One thread owns the pika connection (pika is not thread-safe): it receives
+deliveries and hands each to one of a few worker threads, always the same one
+for the same conversation side, so one client's messages keep their order.
+A worker processes what has queued up in one transaction, then asks the
+connection thread (`add_callback_threadsafe`) to dead-letter the rejected
+messages and ack. Invalid or forbidden messages are dead-lettered with their
+reason; a database outage requeues the batch after a pause; a message that
+breaks the code is dead-lettered alone instead of blocking the queue.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import signal
+import threading
 import time
+import zlib
+from dataclasses import dataclass
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from common.amqp import connect, dead_letter, run_with_reconnect
+from common.amqp import CONNECTION_ERRORS, connect, dead_letter, run_with_reconnect
 from common.logs import log_event
 from common.topology import SUPPORT_INBOUND_QUEUE
-from support.chat import Rejected
 from support.service import ChatService
 
 logger = logging.getLogger(__name__)
-PREFETCH = 32
+WORKERS = 4
+PREFETCH = 128
+BATCH_MAX = 32
+POLL_SECONDS = 0.2
 PRESENCE_CHECK_SECONDS = 15
 DATABASE_RETRY_SECONDS = 2.0
 
 
-class SupportConsumer:
-    """Consume inbound chat messages and hand each to the chat service."""
+@dataclass(frozen=True)
+class Delivery:
+    """One message received on one connection (its tag is valid on that connection only)."""
 
-    def __init__(self, settings, service: ChatService):
+    connection: object
+    channel: object
+    tag: int
+    routing_key: str
+    body: bytes
+    properties: object
+
+
+def partition_key(body: bytes) -> str:
+    """Return what keeps related messages in order: the client, or the addressed conversation."""
+    try:
+        value = json.loads(body)
+        sender, payload = value["sender"], value["payload"]
+        if sender.get("role") == "client":
+            return f"client:{sender.get('id')}"
+        return f"conversation:{payload.get('conversation_id')}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""  # invalid: any worker rejects it
+
+
+class SupportConsumer:
+    """Consume inbound chat messages; process them in partitioned worker threads."""
+
+    def __init__(self, settings, service: ChatService, workers: int = WORKERS):
         self.settings = settings
         self.service = service
-        self.stopping = False
-        self._channel = None
-        self._connection = None
+        self.stopping = threading.Event()
+        self.queues = [queue.Queue() for _ in range(workers)]
+        self.threads = [threading.Thread(target=self._work, args=(q,), name=f"inbound-{n}", daemon=True)
+                        for n, q in enumerate(self.queues)]
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT, reconnecting after broker failures."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        run_with_reconnect(self._consume, SUPPORT_INBOUND_QUEUE, should_stop=lambda: self.stopping)
+        for thread in self.threads:
+            thread.start()
+        run_with_reconnect(self._consume, SUPPORT_INBOUND_QUEUE, should_stop=self.stopping.is_set)
+        for work in self.queues:
+            work.put(None)
+        for thread in self.threads:
+            thread.join(10)
 
     def _stop(self, *_):
-        self.stopping = True
-        if self._channel is not None and self._channel.is_open:
-            self._channel.stop_consuming()
+        self.stopping.set()
 
     def _consume(self) -> None:
-        self._connection = connect(self.settings)
+        connection = connect(self.settings)
         try:
-            self._channel = self._connection.channel()
+            channel = connection.channel()
             # Dead letters must be confirmed before the original is acked.
-            self._channel.confirm_delivery()
-            self._channel.basic_qos(prefetch_count=PREFETCH)
-            self._channel.basic_consume(SUPPORT_INBOUND_QUEUE, self.on_delivery)
-            self._schedule_presence_check()
-            log_event(logger, "support.consuming", queue=SUPPORT_INBOUND_QUEUE)
-            self._channel.start_consuming()
+            channel.confirm_delivery()
+            channel.basic_qos(prefetch_count=PREFETCH)
+            log_event(logger, "support.consuming", queue=SUPPORT_INBOUND_QUEUE, workers=len(self.queues))
+            next_presence_check = 0.0
+            for method, properties, body in channel.consume(SUPPORT_INBOUND_QUEUE,
+                                                            inactivity_timeout=POLL_SECONDS):
+                if method is not None:
+                    delivery = Delivery(connection, channel, method.delivery_tag, method.routing_key,
+                                        body, properties)
+                    index = zlib.crc32(partition_key(body).encode()) % len(self.queues)
+                    self.queues[index].put(delivery)
+                if time.monotonic() >= next_presence_check:
+                    # Notifiers that went silent change "admins online" without any message.
+                    self._refresh_presence()
+                    next_presence_check = time.monotonic() + PRESENCE_CHECK_SECONDS
+                if self.stopping.is_set():
+                    break
+            channel.cancel()
+            # Let the workers finish what they hold, then acknowledge it before closing.
+            deadline = time.monotonic() + 10
+            while any(q.unfinished_tasks for q in self.queues) and time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.1)
+            connection.process_data_events(time_limit=0)
         finally:
-            if self._connection.is_open:
-                self._connection.close()
+            if connection.is_open:
+                connection.close()
 
-    def _schedule_presence_check(self) -> None:
-        def check():
+    def _work(self, work: queue.Queue) -> None:
+        """Take what has queued up for this worker and process it as one batch, again and again."""
+        while True:
+            first = work.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    work.put(None)
+                    break
+                batch.append(item)
             try:
-                self.service.refresh_presence()
-            except OperationalError:
-                log_event(logger, "support.presence_check_failed", level=logging.WARNING)
-            self._connection.call_later(PRESENCE_CHECK_SECONDS, check)
+                self._process(batch)
+            finally:
+                for _ in batch:
+                    work.task_done()
 
-        self._connection.call_later(0, check)
-
-    def on_delivery(self, channel, method, properties, body: bytes) -> None:
-        """Process one delivery: ack after commit, dead-letter if invalid, requeue if the DB is down."""
+    def _process(self, batch: list[Delivery], retry: bool = True) -> None:
         try:
-            self.service.handle(method.routing_key, body)
-        except Rejected as error:
-            dead_letter(channel, SUPPORT_INBOUND_QUEUE, method.routing_key, body, str(error), properties)
-            log_event(logger, "support.dead_lettered", level=logging.WARNING,
-                      routing_key=method.routing_key, reason=str(error))
+            reasons = self.service.process([(d.routing_key, d.body) for d in batch])
         except OperationalError as error:
             log_event(logger, "support.database_unavailable", level=logging.WARNING,
-                      error=type(error).__name__)
+                      error=type(error).__name__, size=len(batch))
             time.sleep(DATABASE_RETRY_SECONDS)
-            channel.basic_nack(method.delivery_tag, requeue=True)
+            self._settle(batch, None, requeue=True)
             return
-        channel.basic_ack(method.delivery_tag)
+        except Exception as error:
+            if len(batch) > 1:
+                for delivery in batch:  # find the one message that breaks, keep the others
+                    self._process([delivery])
+                return
+            if retry and isinstance(error, IntegrityError):
+                # Another consumer stored the same retried send a moment ago: now it is found.
+                self._process(batch, retry=False)
+                return
+            log_event(logger, "support.message_failed", level=logging.ERROR, exc_info=True)
+            reasons = ["internal error while processing this message"]
+        self._settle(batch, reasons)
+
+    def _settle(self, batch: list[Delivery], reasons: list[str | None] | None, requeue: bool = False) -> None:
+        """Have the connection's thread dead-letter, ack or requeue the batch."""
+        connection, channel = batch[0].connection, batch[0].channel
+
+        def settle():
+            if not channel.is_open:
+                return  # that connection is gone: the broker redelivers, processing is idempotent
+            for index, delivery in enumerate(batch):
+                reason = reasons[index] if reasons else None
+                if requeue:
+                    channel.basic_nack(delivery.tag, requeue=True)
+                    continue
+                if reason is not None:
+                    dead_letter(channel, SUPPORT_INBOUND_QUEUE, delivery.routing_key, delivery.body, reason,
+                                delivery.properties)
+                    log_event(logger, "support.dead_lettered", level=logging.WARNING,
+                              routing_key=delivery.routing_key, reason=reason)
+                channel.basic_ack(delivery.tag)
+
+        try:
+            connection.add_callback_threadsafe(settle)
+        except CONNECTION_ERRORS:
+            pass  # closed: the broker redelivers
+
+    def _refresh_presence(self) -> None:
+        try:
+            self.service.refresh_presence()
+        except OperationalError:
+            log_event(logger, "support.presence_check_failed", level=logging.WARNING)

@@ -2,4 +2,6 @@
 
 from flask_sqlalchemy import SQLAlchemy
 
-db = SQLAlchemy()
+# Objects stay readable after commit: the consumer emits what it just stored
+# without one extra SELECT per object.
+db = SQLAlchemy(session_options={"expire_on_commit": False})

@@ -1,12 +1,16 @@
-"""What support does with each inbound chat message: validate, authorize, store, emit.
+"""What support does with inbound chat messages: validate, authorize, store, emit.
 
-Each handler commits before it returns; the consumer acks only after that.
+Messages are processed in small batches, one transaction each. What must reach
+browsers (emits) and the bot's work are collected as effects and run only
+after the commit; the consumer acks after that.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from flask import Flask
 
@@ -21,6 +25,17 @@ from support.responder import Responder
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class Batch:
+    """The outcome of a batch: a rejection reason per message (None: done) and the effects."""
+
+    reasons: list[str | None] = field(default_factory=list)
+    effects: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        self.effects.append(effect)
+
+
 class ChatService:
     """Handle inbound chat messages inside an app context."""
 
@@ -33,64 +48,87 @@ class ChatService:
             CHAT_MESSAGE_KEY: self.on_message,
             CHAT_TYPING_KEY: self.on_typing,
             CHAT_READ_KEY: self.on_read,
+            CHAT_PRESENCE_KEY: self.on_presence,
         }
 
-    def handle(self, routing_key: str, body: bytes) -> None:
-        """Process one inbound message; raise Rejected when it must be dead-lettered."""
+    def process(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
+        """Process (routing key, body) pairs in one transaction; return each one's rejection reason.
+
+        Database errors propagate after a rollback (nothing of the batch is kept);
+        effects run only once everything is committed.
+        """
+        batch = Batch()
         with self.app.app_context():
             try:
-                if routing_key == CHAT_PRESENCE_KEY:
-                    self.on_presence(body)
-                    return
-                handler = self.handlers.get(routing_key)
-                if handler is None:
-                    raise Rejected(f"unknown routing key {routing_key!r}")
-                handler(chat.parse_inbound(body))
-            except Rejected:
+                for routing_key, body in messages:
+                    batch.reasons.append(self._dispatch(routing_key, body, batch))
+                db.session.commit()
+            except BaseException:
                 db.session.rollback()
                 raise
             finally:
                 db.session.remove()
+        for effect in batch.effects:
+            effect()
+        return batch.reasons
 
-    def on_message(self, inbound: Inbound) -> None:
+    def _dispatch(self, routing_key: str, body: bytes, batch: Batch) -> str | None:
+        handler = self.handlers.get(routing_key)
+        try:
+            if handler is None:
+                raise Rejected(f"unknown routing key {routing_key!r}")
+            handler(body, batch)
+            return None
+        except Rejected as error:
+            # Every check comes before the first write, so nothing of it is stored.
+            return str(error)
+
+    def on_message(self, body: bytes, batch: Batch) -> None:
         """Store a chat message once, emit it, and let the bot answer when it is its turn."""
+        inbound = chat.parse_inbound(body)
         payload, sender = inbound.payload, inbound.sender
         client_message_id = payload.get("client_message_id")
         try:
             client_message_id = chat.clean_client_message_id(client_message_id)
-            body = chat.clean_body(payload.get("body"))
+            body_text = chat.clean_body(payload.get("body"))
             conversation = chat.conversation_for_sender(sender, payload.get("conversation_id"))
         except Rejected as error:
-            db.session.rollback()
             if isinstance(client_message_id, str):
-                self.broadcaster.error(sender.user_id, client_message_id[:64], str(error))
+                reason = str(error)
+                batch.after_commit(lambda: self.broadcaster.error(sender.user_id, client_message_id[:64],
+                                                                  reason))
             raise
-        posted = chat.post_message(sender, conversation, body, client_message_id)
-        db.session.commit()
+        posted = chat.post_message(sender, conversation, body_text, client_message_id)
+        message, state_changed = posted.message, posted.state_changed
+        bot_turn = sender.role == "client" and conversation.state == "bot"
         log_event(logger, "support.message_stored", conversation_id=conversation.id,
-                  message_id=posted.message.id, role=sender.role, duplicate=not posted.created)
-        # A redelivered message is emitted again: the first emit may not have happened.
-        self.broadcaster.message(conversation, posted.message)
-        if posted.state_changed:
-            self.broadcaster.conversation(conversation)
-        if sender.role == "client" and conversation.state == "bot":
-            self.responder.submit(conversation.id, posted.message.id)
+                  message_id=message.id, role=sender.role, duplicate=not posted.created)
 
-    def on_typing(self, inbound: Inbound) -> None:
+        def deliver():
+            # A redelivered message is emitted again: the first emit may not have happened.
+            self.broadcaster.message(conversation, message)
+            if state_changed:
+                self.broadcaster.conversation(conversation)
+            if bot_turn:
+                self.responder.submit(conversation.id, message.id)
+
+        batch.after_commit(deliver)
+
+    def on_typing(self, body: bytes, batch: Batch) -> None:
         """Forward a typing indicator to the other party only."""
+        inbound = chat.parse_inbound(body)
         conversation = self._conversation_of(inbound)
-        self.broadcaster.typing(conversation, inbound.sender)
+        batch.after_commit(lambda: self.broadcaster.typing(conversation, inbound.sender))
 
-    def on_read(self, inbound: Inbound) -> None:
+    def on_read(self, body: bytes, batch: Batch) -> None:
         """Record a read receipt and tell the other party."""
+        inbound = chat.parse_inbound(body)
         conversation = self._conversation_of(inbound)
         message_id = chat.positive_id(inbound.payload.get("message_id"), "message_id")
-        advanced = chat.mark_read(inbound.sender, conversation, message_id)
-        db.session.commit()
-        if advanced:
-            self.broadcaster.read(conversation, inbound.sender, message_id)
+        if chat.mark_read(inbound.sender, conversation, message_id):
+            batch.after_commit(lambda: self.broadcaster.read(conversation, inbound.sender, message_id))
 
-    def on_presence(self, body: bytes) -> None:
+    def on_presence(self, body: bytes, batch: Batch) -> None:
         """Record a notifier's connected administrators; emit when "anyone online" changes."""
         try:
             value = json.loads(body)
@@ -100,8 +138,7 @@ class ChatService:
             raise Rejected("not a JSON object")
         instance, admin_ids = presence.parse_presence(value)
         presence.record_presence(instance, admin_ids)
-        db.session.commit()
-        self.refresh_presence()
+        batch.after_commit(self.refresh_presence)
 
     def refresh_presence(self) -> None:
         """Emit `presence` when whether any administrator is online has changed."""
