@@ -31,6 +31,8 @@ API_ADMIN_USER_ID = 1
 MAX_API_PAGES = 100
 DEVICE_RETRY_SECONDS = 5.0
 DEVICE_REFRESH_SECONDS = 60.0
+# An unscaled household peaks at about 2.3 kWh in an hour; limit/4 keeps that near half the limit.
+LIMIT_TO_SCALE = 4.0
 
 
 class NoDevices(RuntimeError):
@@ -152,12 +154,22 @@ def backfill(arguments, settings: Settings) -> PublishSummary:
     def bodies():
         for device in devices:
             rng = random.Random(device["id"])
-            scale = rng.uniform(0.6, 1.4)
+            scale = device_scale(device) * rng.uniform(0.8, 1.2)
             for stamp in stamps:
                 at = datetime.fromtimestamp(stamp / 1000, tz=UTC)
                 yield Reading(stamp, device["id"], interval_kwh(at, rng, scale)).to_json()
 
     return burst(settings, bodies(), steps * len(devices))
+
+
+def device_scale(device: dict) -> float:
+    """Return how much to scale the household model for a device.
+
+    With a known limit the evening peak stays near half of it, so that only the
+    demo's surges, not every evening, go over it; otherwise an ordinary household.
+    """
+    limit = device.get("max_hourly_kwh")
+    return float(limit) / LIMIT_TO_SCALE if limit else 1.0
 
 
 def demo_surge(at: datetime) -> bool:
@@ -214,7 +226,7 @@ def live(arguments, settings: Settings) -> PublishSummary:
             # Twice the hourly limit as power: over the limit within the surge.
             return round(2 * float(device["max_hourly_kwh"]) * interval / 3600, 6)
         generator = generators.setdefault(device["id"], random.Random(device["id"]))
-        return interval_kwh(at.astimezone(), generator, seconds=interval)
+        return interval_kwh(at.astimezone(), generator, device_scale(device), seconds=interval)
 
     return paced(settings, devices.current, interval, arguments.count, value)
 
@@ -246,6 +258,8 @@ def paced(settings: Settings, devices, interval: float, rounds: int | None, valu
                 backlog.pop(0)
                 summary.confirmed += 1
             index += 1
+            if rounds is not None and index >= rounds:
+                break
             next_round = started + index * interval
             while time.monotonic() < next_round:
                 try:

@@ -1,14 +1,23 @@
 """Unit tests of the pipeline's plain functions: confirm bookkeeping, aggregation, simulator data."""
 
 import json
-from datetime import datetime
+import random
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from balancer.service import ConfirmTracker
 from balancer.stats import stats_rows
 from monitor.storage import hour_start, hourly_sums, over_limit, reading_kwh
 from simulator.generate_sample import SAMPLE_PATH
-from simulator.modes import demo_surge, demo_surging_device, history_timestamps, load_bodies, read_csv_values
+from simulator.household import interval_kwh
+from simulator.modes import (
+    demo_surge,
+    demo_surging_device,
+    device_scale,
+    history_timestamps,
+    load_bodies,
+    read_csv_values,
+)
 
 
 def test_tracker_acks_the_settled_run_with_one_multiple_ack():
@@ -111,3 +120,12 @@ def test_the_demo_surges_in_the_second_part_of_every_other_hour():
     assert demo_surge(datetime(2026, 1, 1, 10, 30))
     assert not demo_surge(datetime(2026, 1, 1, 10, 5))
     assert not demo_surge(datetime(2026, 1, 1, 11, 30))
+
+
+def test_a_device_with_a_limit_stays_under_it_outside_the_demo_surges():
+    rng = random.Random(1)
+    device = {"id": "boiler", "max_hourly_kwh": 1.2}
+    evening = datetime(2025, 1, 15, 19)  # the winter evening peak
+    hour_total = sum(interval_kwh(evening + timedelta(minutes=10 * n), rng, device_scale(device))
+                     for n in range(1, 7))
+    assert hour_total < 1.2

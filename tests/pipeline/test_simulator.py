@@ -61,3 +61,42 @@ def test_paced_replay_sends_one_row_per_interval_stamped_now(pipeline, tmp_path)
     assert summary.startswith("sent=3 confirmed=3 ")
     readings = queued_readings(pipeline)
     assert [r["measurement_value"] for r in readings] == [0.1, 0.2, 0.3]
+
+
+def test_the_demo_reads_every_page_of_devices_from_the_portal_as_an_admin(pipeline):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from common.auth import decode_access_token
+
+    pages = {1: [{"id": str(uuid.uuid4()), "max_hourly_kwh": 3.5}],
+             2: [{"id": str(uuid.uuid4()), "max_hourly_kwh": 0.5}]}
+    seen_roles = []
+
+    class FakePortal(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            token = self.headers["Authorization"].removeprefix("Bearer ")
+            seen_roles.append(decode_access_token(token, pipeline.settings).role)
+            page = int(self.path.rsplit("page=", 1)[1])
+            body = json.dumps({"items": pages[page], "page": page, "pages": 2, "total": 2}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *arguments):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePortal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        finished = subprocess.run(python_module("simulator", "live", "--demo", "--count", "1"), cwd=ROOT,
+                                  capture_output=True, text=True, timeout=60,
+                                  env={**__import__("os").environ,
+                                       "EMS_WEB_URL": f"http://127.0.0.1:{server.server_port}"})
+    finally:
+        server.shutdown()
+    assert finished.returncode == 0, finished.stderr
+    assert seen_roles == ["admin", "admin"]
+    readings = queued_readings(pipeline)
+    assert {r["device_id"] for r in readings} == {pages[1][0]["id"], pages[2][0]["id"]}
