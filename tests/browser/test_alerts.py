@@ -1,7 +1,7 @@
 """A client's open page shows the alert toast and the unread badge when a device goes over its limit.
 
-The whole system runs (the `stack` fixture, behind the gateway); readings in
-the simulator's format go through the balancer and a monitor replica, whose
+The whole system runs (the `stack` fixture, behind the gateway); the simulator
+sends the readings, which go through the balancer and a monitor replica, whose
 alert reaches the page through RabbitMQ, the notifier's STOMP bridge and
 Socket.IO in a real Chromium.
 """
@@ -9,21 +9,22 @@ Socket.IO in a real Chromium.
 from __future__ import annotations
 
 import secrets
-import time
+import subprocess
 
 import pytest
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+
+from tests.processes import python_module  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a test user's
 DEVICE_LIMIT_KWH = "1.5"
-# Three readings of one kWh in the current clock hour: one hour over the limit, one alert.
-READINGS_KWH = [1.0, 1.0, 1.0]
-TEN_MINUTES_MS = 600_000
-HOUR_MS = 3_600_000
+# One reading (the simulator stamps it at the last ten-minute mark) of twice the
+# limit: one clock hour over the limit, one alert.
+READINGS_CSV = "kwh\n3.0\n"
 # Device events, readings and the alert each cross RabbitMQ and a consumer.
 PIPELINE_TIMEOUT_MS = 30_000
 
@@ -99,35 +100,23 @@ def wait_until_the_monitor_knows(page, settings, device_id: str) -> None:
     raise AssertionError(f"the monitor never learnt of device {device_id}")
 
 
-def send_readings(settings, device_id: str) -> None:
-    """Send readings of the device for this clock hour in the seed format, as the simulator does.
-
-    (`python -m simulator replay` is the operator's way; its command line does
-    not start at the moment, so the test publishes the same messages itself.)
-    """
-    from contextlib import closing
-
-    from common.amqp import ConfirmingPublisher
-    from common.messages import Reading
-    from common.topology import READING_ROUTING_KEY, READINGS_EXCHANGE
-
-    hour_start = int(time.time() * 1000) // HOUR_MS * HOUR_MS
-    with closing(ConfirmingPublisher(settings)) as publisher:
-        for step, kwh in enumerate(READINGS_KWH):
-            stamp = hour_start + (step + 1) * TEN_MINUTES_MS
-            publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY,
-                              Reading(stamp, device_id, kwh).to_json())
+def replay_readings(device_id: str, csv_path) -> None:
+    """Send the device's readings with the simulator, as an operator would."""
+    csv_path.write_text(READINGS_CSV)
+    finished = subprocess.run([*python_module("simulator"), "replay", "--device", device_id,
+                               "--csv", str(csv_path)], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
 
 
 def test_an_open_page_shows_the_toast_and_the_badge_when_a_device_goes_over_its_limit(
-        page, stack, client_with_device):
+        page, stack, client_with_device, tmp_path):
     email, device_id = client_with_device
     sign_in(page, email)
     wait_until_the_monitor_knows(page, stack.settings, device_id)
     badge = page.locator("#alert-badge")
     assert badge.is_hidden()
 
-    send_readings(stack.settings, device_id)
+    replay_readings(device_id, tmp_path / "readings.csv")
 
     toast = page.locator("#toasts .toast-alert")
     toast.wait_for(timeout=PIPELINE_TIMEOUT_MS)
