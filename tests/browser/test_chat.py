@@ -1,0 +1,89 @@
+"""A client and an administrator chat live in two real Chromium contexts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.processes import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+CLIENT = ("alice@ems.local", "alice-demo-2024")
+ADMIN = ("admin@ems.local", "admin-demo-2024")
+TIMEOUT_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def demo_stack(stack):
+    """The whole stack with the demo users."""
+    subprocess.run([sys.executable, "-m", "web", "seed"], cwd=ROOT, check=True, capture_output=True,
+                   timeout=120)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def signed_in_page(chromium, stack, credentials, path):
+    context = chromium.new_context(base_url=stack.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto("/login?next=" + path)
+    page.fill("input[name=email]", credentials[0])
+    page.fill("input[name=password]", credentials[1])
+    page.click("button[type=submit]")
+    page.wait_for_url("**" + path + "*")
+    return page
+
+
+def test_client_and_admin_chat_live_with_typing_and_seen(demo_stack, chromium):
+    client = signed_in_page(chromium, demo_stack, CLIENT, "/")
+    client.click(".chat-toggle")
+    field = client.locator("#chat-widget textarea")
+    field.fill("I want to talk to a human <b>now</b>")
+    field.press("Enter")
+    mine = client.locator("#chat-widget .chat-message.from-client").last
+    expect(mine.locator(".chat-body")).to_have_text("I want to talk to a human <b>now</b>")
+    expect(client.locator("#chat-widget .chat-message.from-bot .chat-bot-badge").last).to_be_visible()
+    expect(client.locator("#chat-widget .chat-state")).to_have_text("Waiting for an administrator")
+
+    admin = signed_in_page(chromium, demo_stack, ADMIN, "/support/inbox")
+    row = admin.locator(".inbox-row", has_text="Alice Martin")
+    expect(row.locator(".chat-state")).to_have_text("Waiting for an administrator")
+    row.locator("a").click()
+    thread = admin.locator("#conversation-pane .admin-thread")
+    expect(thread.locator(".chat-message.from-client .chat-body").last).to_have_text(
+        "I want to talk to a human <b>now</b>")
+    # Opening the conversation marks it read: the client sees "Seen".
+    expect(client.locator("#chat-widget .chat-seen")).to_be_visible()
+
+    # The admin types: the client sees the indicator, which goes away with the message.
+    admin_field = thread.locator("textarea")
+    admin_field.press_sequentially("Hello Alice", delay=20)
+    expect(client.locator("#chat-widget .chat-typing")).to_have_text("Support is typing…")
+    admin_field.press("Enter")
+    reply = client.locator("#chat-widget .chat-message.from-admin .chat-body").last
+    expect(reply).to_have_text("Hello Alice")
+    expect(client.locator("#chat-widget .chat-typing")).to_be_hidden()
+    expect(client.locator("#chat-widget .chat-state")).to_contain_text("With an administrator")
+
+    # The client answers and types; the admin sees both, and "Seen" once the client has read.
+    expect(thread.locator(".chat-seen")).to_be_visible()
+    field.press_sequentially("Thanks", delay=20)
+    expect(thread.locator(".chat-typing")).to_contain_text("is typing…")
+    field.press("Enter")
+    expect(thread.locator(".chat-message.from-client .chat-body").last).to_have_text("Thanks")
+    # No HTML from a message ever became markup.
+    assert client.locator("#chat-widget .chat-body b").count() == 0
+    assert admin.locator(".admin-thread .chat-body b").count() == 0
