@@ -13,13 +13,9 @@ import subprocess
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.browser.conftest import sign_in as sign_in_with_form
+from tests.processes import python_module
 
-from tests.processes import python_module  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a test user's
 DEVICE_LIMIT_KWH = "1.5"
 # One reading (the simulator stamps it at the last ten-minute mark) of twice the
@@ -52,31 +48,15 @@ def client_with_device(portal):
         return email, str(device.id)
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    """Launch the system's headless Chromium once for this module."""
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def page(chromium, stack):
-    """Return a fresh browser page (its own cookies) on the gateway."""
-    context = chromium.new_context(base_url=stack.url)
-    page = context.new_page()
-    yield page
-    context.close()
+def page(new_page):
+    """Return a fresh page on the gateway (its own cookies)."""
+    return new_page()
 
 
 def sign_in(page, email: str) -> None:
     """Sign in through the login form and wait for the live connection."""
-    page.goto("/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
+    sign_in_with_form(page, email, PASSWORD)
     page.wait_for_function("() => window.ems && window.ems.socket && window.ems.socket.connected")
 
 
