@@ -88,9 +88,11 @@ class BatchResult:
         return self.received - self.inserted
 
 
-INSERT_READINGS = text(
+# The hot statement goes to the driver directly with tuples: pymysql folds the
+# batch into one multi-row INSERT, without SQLAlchemy's per-row parameter work.
+INSERT_READINGS = (
     "INSERT IGNORE INTO readings (device_id, timestamp_ms, hour_start, kwh, batch_id, replica) "
-    "VALUES (:device_id, :timestamp_ms, :hour_start, :kwh, :batch_id, :replica)"
+    "VALUES (%s, %s, %s, %s, %s, %s)"
 )
 SELECT_BATCH_KEYS = text("SELECT device_id, timestamp_ms FROM readings WHERE batch_id = :batch_id")
 ADD_HOURLY = text(
@@ -118,17 +120,20 @@ COUNT_REPLICA = text(
 )
 
 
-def _reading_rows(readings: list[Reading], batch_id: bytes, replica: int) -> list[dict]:
-    """Return one row per distinct reading key, sorted by key (the lock order)."""
+def _reading_rows(readings: list[Reading], batch_id: bytes, replica: int) -> list[tuple]:
+    """Return one row per distinct reading key, sorted by key (the lock order).
+
+    Rows are (device_id, timestamp_ms, hour_start, kwh, batch_id, replica).
+    """
     unique = {(r.device_id, r.timestamp): r for r in readings}
     return [
-        {"device_id": device_id, "timestamp_ms": timestamp, "hour_start": hour_start(timestamp),
-         "kwh": reading_kwh(reading.measurement_value), "batch_id": batch_id, "replica": replica}
+        (device_id, timestamp, hour_start(timestamp), reading_kwh(reading.measurement_value),
+         batch_id, replica)
         for (device_id, timestamp), reading in sorted(unique.items())
     ]
 
 
-def _inserted_rows(connection: Connection, rows: list[dict], inserted: int, batch_id: bytes) -> list[dict]:
+def _inserted_rows(connection: Connection, rows: list[tuple], inserted: int, batch_id: bytes) -> list[tuple]:
     """Return the rows this transaction inserted (all of them unless some were duplicates)."""
     if inserted == len(rows):
         return rows
@@ -136,7 +141,7 @@ def _inserted_rows(connection: Connection, rows: list[dict], inserted: int, batc
         return []
     # A consistent read sees this transaction's own inserts: exactly ours carry batch_id.
     keys = set(connection.execute(SELECT_BATCH_KEYS, {"batch_id": batch_id}).tuples())
-    return [row for row in rows if (row["device_id"], row["timestamp_ms"]) in keys]
+    return [row for row in rows if (row[0], row[1]) in keys]
 
 
 def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: datetime) -> int:
@@ -169,18 +174,18 @@ def _store_once(connection: Connection, readings: list[Reading], replica: int, n
     batch_id = uuid.uuid4().bytes
     rows = _reading_rows(readings, batch_id, replica)
     result = BatchResult(received=len(readings))
-    inserted = connection.execute(INSERT_READINGS, rows).rowcount if rows else 0
+    inserted = connection.exec_driver_sql(INSERT_READINGS, rows).rowcount if rows else 0
     stored = _inserted_rows(connection, rows, inserted, batch_id)
     result.inserted = len(stored)
     if stored:
-        sums = hourly_sums((row["device_id"], row["hour_start"], row["kwh"]) for row in stored)
+        sums = hourly_sums((device_id, hour, kwh) for device_id, _, hour, kwh, _, _ in stored)
         connection.execute(ADD_HOURLY, [
             {"device_id": device_id, "hour_start": hour, "kwh": kwh}
             for (device_id, hour), kwh in sorted(sums.items())
         ])
         devices = {row.id: row for row in connection.execute(
-            SELECT_DEVICES, {"ids": sorted({row["device_id"] for row in stored})})}
-        result.unknown_device = sum(1 for row in stored if row["device_id"] not in devices)
+            SELECT_DEVICES, {"ids": sorted({row[0] for row in stored})})}
+        result.unknown_device = sum(1 for row in stored if row[0] not in devices)
         result.alerts = _raise_alerts(connection, sums, devices, now)
     connection.execute(COUNT_REPLICA, {"replica": replica, "stored": result.inserted,
                                        "duplicates": result.duplicates, "unknown": result.unknown_device,
