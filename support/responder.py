@@ -50,7 +50,7 @@ class Responder:
 
     def submit(self, conversation_id: int, message_id: int) -> None:
         """Schedule the bot's answer to one client message."""
-        self.pool.submit(self._run, conversation_id, message_id)
+        self.pool.submit(self.answer, conversation_id, message_id)
 
     def answer_pending(self) -> int:
         """Schedule answers to client messages left unanswered by a crash; return how many."""
@@ -67,7 +67,8 @@ class Responder:
         """Finish the answers in progress."""
         self.pool.shutdown(wait=True)
 
-    def _run(self, conversation_id: int, message_id: int) -> None:
+    def answer(self, conversation_id: int, message_id: int) -> None:
+        """Answer one client message now, in this thread (the pool runs this)."""
         with self.app.app_context():
             try:
                 self.respond(conversation_id, message_id)

@@ -88,6 +88,70 @@ def fake_monitor(settings):
     server.server_close()
 
 
+class FakeOpenAI(ThreadingHTTPServer):
+    """A chat-completions endpoint whose next answer the test chooses."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), CompletionHandler)
+        self.mode = "success"
+        self.requests: list[dict] = []
+        self.release = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class CompletionHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        server: FakeOpenAI = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server.requests.append({"path": self.path, "body": body,
+                                "authorization": self.headers.get("Authorization")})
+        if server.mode == "timeout":
+            server.release.wait(30)  # longer than the client's timeout; released at teardown
+            return
+        if server.mode == "error":
+            return self._send(500, {"error": {"message": "boom", "type": "server_error"}})
+        if server.mode == "malformed":
+            return self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
+        if server.mode == "empty":
+            return self._send(200, completion(""))
+        return self._send(200, completion("Your heater used 4.2 kWh today."))
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def completion(content):
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test-model",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+@pytest.fixture()
+def fake_llm():
+    """Return a local server speaking the OpenAI chat-completions protocol."""
+    fake = FakeOpenAI()
+    thread = threading.Thread(target=fake.serve_forever, daemon=True)
+    thread.start()
+    yield fake
+    fake.release.set()
+    fake.shutdown()
+    fake.server_close()
+
+
 @pytest.fixture(scope="session")
 def chat_services(migrated, fake_monitor):
     """Run the real notifier, support app and support consumer for this session."""
