@@ -38,6 +38,9 @@ from monitor.pipeline_status import pipeline_status
 blueprint = Blueprint("monitor_pages", __name__, url_prefix="/monitor")
 
 VIEWS = ("day", "week", "month")
+# htmx fires this event after a read-state change; the unread badge (notifications.js) listens.
+ALERTS_CHANGED_HEADER = "HX-Trigger"
+ALERTS_CHANGED_EVENT = "ems:alerts-changed"
 TREND_DAYS = 7
 
 
@@ -103,7 +106,8 @@ def alerts_page():
 def read_alert(alert_id: int):
     """Mark one alert read and answer with its updated row."""
     alert = mark_own_alert_read(alert_id)
-    return render_template("monitor/_alert_row.html", alert=alert, zone=viewer_timezone())
+    html = render_template("monitor/_alert_row.html", alert=alert, zone=viewer_timezone())
+    return html, {ALERTS_CHANGED_HEADER: ALERTS_CHANGED_EVENT}
 
 
 @blueprint.post("/alerts/read-all")
@@ -114,8 +118,9 @@ def read_all_alerts():
         alert_inbox.mark_all_read(connection, current_identity())
         connection.commit()
         listing = alert_inbox.list_alerts(connection, current_identity(), page_argument(), device_filter())
-    return render_template("monitor/_alert_list.html", listing=listing, device_id=device_filter(),
+    html = render_template("monitor/_alert_list.html", listing=listing, device_id=device_filter(),
                            unread=0, zone=viewer_timezone())
+    return html, {ALERTS_CHANGED_HEADER: ALERTS_CHANGED_EVENT}
 
 
 def device_cards(connection, devices) -> list[dict]:

@@ -198,6 +198,15 @@ def test_the_owner_marks_an_alert_read_and_the_unread_count_drops(as_user, devic
     assert as_user(CLIENT, "GET", "/api/monitor/alerts/unread-count").json == {"unread": 0}
 
 
+def test_the_alerts_page_marks_read_in_place_and_tells_the_badge(as_user, device, sql):
+    alert_id = add_alert(sql, device, datetime(2026, 1, 1))
+    page = as_user(CLIENT, "GET", "/monitor/alerts").text
+    assert f'hx-post="/monitor/alerts/{alert_id}/read"' in page
+    response = as_user(CLIENT, "POST", f"/monitor/alerts/{alert_id}/read", headers={"HX-Request": "true"})
+    assert response.text.lstrip().startswith(f'<tr id="alert-{alert_id}" class="alert-row">')
+    assert response.headers["HX-Trigger"] == "ems:alerts-changed"
+
+
 def test_marking_read_with_the_cookie_needs_the_csrf_header(app, migrated, as_user, device, sql):
     alert_id = add_alert(sql, device, datetime(2026, 1, 1))
     client = app.test_client()
