@@ -53,7 +53,11 @@ class Broadcaster:
     def message(self, conversation: Conversation, message: Message) -> None:
         """Deliver a new message to the client and the administrators' side."""
         data = {**message.event(), "state": conversation.state}
-        self.emit("chat:message", data, [user_room(conversation.client_id), *admin_side_rooms(conversation)])
+        rooms = [user_room(conversation.client_id), *admin_side_rooms(conversation)]
+        if message.sender_role == "admin" and user_room(message.sender_id) not in rooms:
+            # An admin stepping into a colleague's conversation still sees their own message.
+            rooms.append(user_room(message.sender_id))
+        self.emit("chat:message", data, rooms)
 
     def conversation(self, conversation: Conversation) -> None:
         """Tell every inbox and the client that the conversation's row changed."""

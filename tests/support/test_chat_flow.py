@@ -33,6 +33,22 @@ def test_client_message_reaches_admins_and_the_reply_reaches_the_client(users):
     assert "I have a question about my contract" in bodies and "Happy to help!" in bodies
 
 
+def test_assigned_conversation_reaches_only_its_admin_but_a_colleague_may_step_in(users):
+    ada, bo, client = users("admin"), users("admin"), users("client")
+    client.send("talk to a human")
+    conversation_id = ada.wait_for("chat:message", sender_id=client.id)["conversation_id"]
+    taken = ada.http("POST", f"/api/support/conversations/{conversation_id}/take")
+    assert taken.json()["conversation"]["assigned_admin_id"] == ada.id
+    client.send("are you there?")
+    ada.wait_for("chat:message", body="are you there?")
+    bo.wait_for("chat:conversation", id=conversation_id, state="assigned")  # inbox rows reach every admin
+    assert not bo.received("chat:message", body="are you there?")
+    bo.send("A colleague here", conversation_id=conversation_id)
+    bo.wait_for("chat:message", sender_id=bo.id)
+    client.wait_for("chat:message", sender_id=bo.id)
+    ada.wait_for("chat:message", sender_id=bo.id)
+
+
 def test_bot_answers_from_the_clients_own_devices(users, fake_monitor):
     client = users("client")
     fake_monitor.devices[client.id] = [{"id": str(uuid.uuid4()), "name": "Heat pump", "limit": 2.0,

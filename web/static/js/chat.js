@@ -44,7 +44,8 @@
 
   function timeLabel(iso) {
     const date = iso ? new Date(iso) : new Date();
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    // 24-hour clock, like the times the server renders.
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   }
 
   function element(tag, className, text) {
@@ -124,6 +125,11 @@
       assigned: "With an administrator",
       resolved: "Resolved",
     };
+    // The inbox's buttons follow the state: no "Take" for what is already mine.
+    const take = thread.querySelector(".chat-take");
+    if (take) take.hidden = row.state === "assigned" && String(row.assigned_admin_id) === thread.dataset.viewerId;
+    const resolve = thread.querySelector(".chat-resolve");
+    if (resolve) resolve.hidden = row.state === "resolved";
     label.className = "chat-state state-" + row.state;
     label.textContent = labels[row.state] + (row.state === "assigned" && row.assigned_admin_name
       ? ": " + row.assigned_admin_name : "");
