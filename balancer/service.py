@@ -253,6 +253,7 @@ class Balancer:
 
     def _on_depth_channel_open(self, channel) -> None:
         self._depth_channel = channel
+        self._depths: dict[int, int] = {}
         self._refresh_depths()
 
     def _refresh_depths(self) -> None:
@@ -264,4 +265,9 @@ class Balancer:
         self._connection.ioloop.call_later(DEPTH_REFRESH_SECONDS, self._refresh_depths)
 
     def _on_depth(self, replica: int, frame) -> None:
-        self.strategy.observe_depths({replica: frame.method.message_count})
+        # Apply the depths together: resetting one replica's estimate before the
+        # others' would send it every reading until their answers arrive.
+        self._depths[replica] = frame.method.message_count
+        if len(self._depths) == self.strategy.replicas:
+            self.strategy.observe_depths(self._depths)
+            self._depths = {}
