@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import uuid
 
 from tests.pipeline.conftest import pipeline, wait_for  # noqa: F401 - the fixture is used by name
 from tests.pipeline.test_exact_totals import assert_exact, wait_until_processed
@@ -44,4 +45,9 @@ def test_totals_stay_exact_when_rabbitmq_restarts_mid_stream(pipeline):  # noqa:
 
     wait_until_processed(pipeline, workload)
     assert_exact(pipeline, workload)
+    # The events consumer is back too: a device event after the restart is applied.
+    device_id = str(uuid.uuid4())
+    pipeline.publish_device(1, device_id, owner_id=3, limit=2.0)
+    wait_for(lambda: pipeline.query("SELECT 1 FROM devices WHERE id = :id", id=device_id), 60,
+             "the events consumer to apply an event after the restart")
     assert all(process.running for process in pipeline.processes()), pipeline.logs()
