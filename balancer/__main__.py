@@ -16,7 +16,10 @@ def main() -> None:
     """Route readings until SIGTERM/SIGINT."""
     settings = load_settings()
     configure_logging("balancer", settings.log_level)
-    strategy = create_strategy(settings.balancer_strategy, settings.monitor_replicas)
+    try:
+        strategy = create_strategy(settings.balancer_strategy, settings.monitor_replicas)
+    except ValueError as error:
+        raise SystemExit(f"EMS_BALANCER_STRATEGY: {error}") from error
     counters = RoutingCounters(settings.monitor_replicas)
     balancer = Balancer(settings, strategy, counters)
     stats = StatsWriter(settings, strategy.name, counters)
