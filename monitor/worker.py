@@ -1,9 +1,10 @@
 """A monitoring replica: consume `ingest.<n>`, store readings in batches, publish alerts.
 
-One thread, one blocking connection: `consume(inactivity_timeout=…)` yields
-deliveries (or None when idle); a batch closes at BATCH_SIZE deliveries or
-BATCH_WAIT_SECONDS after its first one. Each batch is one short transaction,
-so heartbeats are serviced between batches. Deliveries are acked with one
+One thread, one blocking connection: the consumer callback only collects
+deliveries into the open batch while `process_data_events` services the
+connection; a batch closes at BATCH_SIZE deliveries or BATCH_WAIT_SECONDS
+after its first one and is stored outside any callback. Each batch is one
+short transaction, so heartbeats are serviced between batches. Deliveries are acked with one
 `multiple` ack only after the transaction committed.
 """
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 PREFETCH = 2000
 BATCH_SIZE = 1000
 BATCH_WAIT_SECONDS = 0.05
+# How long an idle replica sleeps in the broker connection (also bounds the stop delay).
+IDLE_WAIT_SECONDS = 1.0
 # Unpublished alerts of a replica that died are picked up by the others this often.
 ALERT_SWEEP_SECONDS = 5.0
 
@@ -50,6 +53,8 @@ class IngestWorker:
         self._consume_channel = None
         self._publish_channel = None
         self._last_sweep = 0.0
+        self._batch: list = []
+        self._batch_started = 0.0
 
     def stop(self) -> None:
         """Finish the current batch and leave (called from a signal handler)."""
@@ -82,23 +87,38 @@ class IngestWorker:
                 pass
 
     def _consume(self) -> None:
-        batch = []
-        batch_started = 0.0
-        for delivery in self._consume_channel.consume(self.queue, inactivity_timeout=BATCH_WAIT_SECONDS):
-            method = delivery[0]
-            if method is not None:
-                if not batch:
-                    batch_started = time.monotonic()
-                batch.append(delivery)
-            due = len(batch) >= BATCH_SIZE or time.monotonic() - batch_started >= BATCH_WAIT_SECONDS
-            if batch and (due or method is None or self.stopping):
-                self._process(batch)
-                batch = []
-            if method is None and time.monotonic() - self._last_sweep > ALERT_SWEEP_SECONDS:
+        self._batch = []
+        consumer_tag = self._consume_channel.basic_consume(self.queue, self._on_delivery)
+        while not self.stopping:
+            # Deliveries land in the batch through _on_delivery while pika services the
+            # connection (heartbeats included); storing happens here, outside callbacks.
+            self._connection.process_data_events(time_limit=self._wait_seconds())
+            if self._batch_due():
+                self._flush()
+            elif not self._batch and time.monotonic() - self._last_sweep > ALERT_SWEEP_SECONDS:
                 self._sweep_alerts()
-            if self.stopping:
-                self._consume_channel.cancel()
-                return
+        self._flush()
+        self._consume_channel.basic_cancel(consumer_tag)
+
+    def _on_delivery(self, channel, method, properties, body: bytes) -> None:
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append((method, properties, body))
+
+    def _wait_seconds(self) -> float:
+        """Return how long to wait for deliveries: until the open batch is due, or a while."""
+        if not self._batch:
+            return IDLE_WAIT_SECONDS
+        return max(0.0, BATCH_WAIT_SECONDS - (time.monotonic() - self._batch_started))
+
+    def _batch_due(self) -> bool:
+        return bool(self._batch) and (len(self._batch) >= BATCH_SIZE
+                                      or time.monotonic() - self._batch_started >= BATCH_WAIT_SECONDS)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self._process(batch)
 
     def _process(self, batch: list) -> None:
         """Store a batch, dead-letter its invalid deliveries, then ack it all at once."""
