@@ -108,7 +108,11 @@ class BenchVirtualHost:
         return self.name
 
     def __exit__(self, *exc) -> None:
-        rabbitmqctl("delete_vhost", self.name)
+        try:
+            rabbitmqctl("delete_vhost", self.name)
+        except subprocess.CalledProcessError:
+            # Never hide the benchmark's own error behind the clean-up's.
+            print(f"could not delete virtual host {self.name}; remove it with rabbitmqctl")
 
 
 def rss_kib(pid: int) -> int:
