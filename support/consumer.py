@@ -142,8 +142,11 @@ class SupportConsumer:
                     work.task_done()
 
     def _process(self, batch: list[Delivery], retry: bool = True) -> None:
+        started = time.perf_counter()
         try:
             reasons = self.service.process([(d.routing_key, d.body) for d in batch])
+            log_event(logger, "support.batch_processed", level=logging.DEBUG, size=len(batch),
+                      ms=round((time.perf_counter() - started) * 1000, 1))
         except OperationalError as error:
             log_event(logger, "support.database_unavailable", level=logging.WARNING,
                       error=type(error).__name__, size=len(batch))
