@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import pymysql
 
@@ -22,6 +23,8 @@ from common.settings import Settings
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_SECONDS = 2.0
+# Even idle, the balancer reports this often, so the pipeline page sees it alive.
+STATS_HEARTBEAT_SECONDS = 30.0
 
 UPSERT_STATS = (
     "INSERT INTO balancer_stats (instance, replica, strategy, routed, dead_lettered, updated_at) "
@@ -55,6 +58,8 @@ class StatsWriter(threading.Thread):
         self.instance = instance_name()
         self._stop_event = threading.Event()
         self._connection = None
+        self._written: dict[int, int] | None = None
+        self._written_at = 0.0
 
     def run(self) -> None:
         """Write until stopped, then once more."""
@@ -68,7 +73,11 @@ class StatsWriter(threading.Thread):
 
     def write(self) -> None:
         """Upsert the current counters; log and carry on if the database is away."""
-        rows = stats_rows(self.instance, self.strategy, self.counters.snapshot())
+        snapshot = self.counters.snapshot()
+        if snapshot == self._written and time.monotonic() - self._written_at < STATS_HEARTBEAT_SECONDS:
+            return  # idle: nothing new to say yet
+
+        rows = stats_rows(self.instance, self.strategy, snapshot)
         try:
             if self._connection is None:
                 self._connection = pymysql.connect(
@@ -78,6 +87,7 @@ class StatsWriter(threading.Thread):
                     connect_timeout=5)
             with self._connection.cursor() as cursor:
                 cursor.executemany(UPSERT_STATS, rows)
+            self._written, self._written_at = snapshot, time.monotonic()
         except pymysql.MySQLError as error:
             log_event(logger, "balancer.stats_failed", level=logging.WARNING, error=str(error)[:200])
             self._connection = None

@@ -61,6 +61,11 @@ def test_hourly_totals_are_exact_with_three_replicas(pipeline, workload, strateg
 
     assert_exact(pipeline, workload)
     assert_invalid_dead_lettered(pipeline, workload)
+    # The balancer's counters for the pipeline page add up (written every 2 s).
+    wait_for(lambda: pipeline.query(
+        "SELECT SUM(routed), SUM(dead_lettered) FROM balancer_stats WHERE strategy = :strategy",
+        strategy=strategy)[0] == (workload.valid_messages, len(workload.invalid)), 15,
+        "the balancer's statistics")
     per_replica = dict(pipeline.query("SELECT replica, COUNT(*) FROM readings GROUP BY replica"))
     assert set(per_replica) == set(range(1, REPLICAS + 1)), "every replica took a share"
     assert all(process.running for process in pipeline.processes()), pipeline.logs()
