@@ -6,7 +6,8 @@
 2. The demo data is seeded (a one-off command in a web task); an administrator
    logs in through the gateway and creates a device with the JSON API.
 3. The simulator replays known readings for that device; the monitor API shows
-   the exact hourly totals and an over-consumption alert.
+   the exact hourly totals and an over-consumption alert, which also reaches an
+   administrator's Socket.IO session (long-polling through the sticky gateway).
 4. A monitor task is killed (`docker kill`) while a second, larger replay is
    being consumed: Swarm replaces it and every hourly total is still exact.
 Every wait is bounded; the first failed check stops the run with its reason.
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import requests
+import socketio
 
 INTERVAL_MS = 10 * 60 * 1000
 DEMO_ADMIN = {"email": "admin@ems.local", "password": "admin-demo-2024"}
@@ -48,7 +50,8 @@ def wait_until(what: str, condition, timeout: float, interval: float = 2.0):
             value = condition()
             if value:
                 return value
-        except (requests.RequestException, CheckFailed, subprocess.CalledProcessError, ValueError) as error:
+        except (requests.RequestException, CheckFailed, subprocess.CalledProcessError, ValueError,
+                KeyError) as error:
             last_error = error
         time.sleep(interval)
     raise CheckFailed(f"timed out after {timeout:.0f}s waiting for {what}"
@@ -127,7 +130,8 @@ class Gateway:
         if response.status_code != 200:
             raise CheckFailed(f"login through the gateway answered {response.status_code}: "
                               f"{response.text[:200]}")
-        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        self.token = response.json()["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
 
     def get(self, path: str, **params) -> requests.Response:
         """GET a path through the gateway."""
@@ -233,7 +237,7 @@ def check_stack_up(stack: str, url: str) -> None:
     """Wait for every service and for the gateway's routes."""
     wait_until("every service to run its tasks", lambda: all_services_up(stack), timeout=600, interval=5)
     say("every service runs its desired tasks; the migration job completed")
-    expectations = {"/login": {200}, "/api/monitor/summary": {401}, "/support": {302, 401},
+    expectations = {"/login": {200}, "/api/monitor/summary": {401}, "/support/inbox": {302, 401},
                     "/socket.io/?EIO=4&transport=polling": {200}}
     for path, statuses in expectations.items():
         wait_until(f"{path} through the gateway", lambda p=path, s=statuses:
@@ -253,9 +257,9 @@ def seed_and_login(stack: str, url: str) -> Gateway:
     return gateway
 
 
-def create_device(gateway: Gateway, name: str, limit: str) -> str:
-    """Create a device with the JSON API and return its id."""
-    response = gateway.post("/api/devices", {"name": name, "max_hourly_kwh": limit,
+def create_device(gateway: Gateway, name: str, limit: str, owner_id: int) -> str:
+    """Create a device for a client with the JSON API and return its id."""
+    response = gateway.post("/api/devices", {"name": name, "max_hourly_kwh": limit, "owner_id": owner_id,
                                              "address": "Swarm test", "description": "swarm-test"})
     if response.status_code != 201:
         raise CheckFailed(f"POST /api/devices answered {response.status_code}: {response.text[:200]}")
@@ -269,33 +273,64 @@ def wait_for_monitor_to_know(gateway: Gateway, device_id: str) -> None:
         f"/api/monitor/devices/{device_id}/hourly", date=today).status_code == 200, timeout=120)
 
 
-def check_readings_reach_totals_and_alert(stack: str, gateway: Gateway) -> None:
-    """Replay 3 hours for a new device and find its exact hourly totals and an alert."""
-    device_id = create_device(gateway, f"swarm-{uuid.uuid4().hex[:8]}", "1.0")
-    say(f"created device {device_id} (limit 1.0 kWh/h) through the gateway")
-    wait_for_monitor_to_know(gateway, device_id)
-    # 18 readings: two quiet hours and, in the middle, 6 x 0.25 = 1.5 kWh, over the limit.
-    values = [Decimal("0.05")] * 6 + [Decimal("0.25")] * 6 + [Decimal("0.1")] * 6
-    process, end = start_replay(stack, device_id, values)
-    finish_replay(process, end)
-    expected = expected_hourly(values, end)
-    wait_until("exact hourly totals", lambda: hourly_totals(gateway, device_id, days_covered(expected))
-               == expected, timeout=120)
-    say(f"simulator readings reached the hourly totals exactly: {sorted(expected.values())}")
+def demo_client_id(gateway: Gateway) -> int:
+    """Return the user id of a demo client, who will own the test devices."""
+    response = gateway.get("/api/users", q="alice@ems.local")
+    response.raise_for_status()
+    return response.json()["items"][0]["id"]
 
-    def alert_raised():
-        response = gateway.get("/api/monitor/alerts", device_id=device_id)
-        response.raise_for_status()
-        payload = response.json()
-        items = payload if isinstance(payload, list) else payload.get("items", payload.get("alerts", []))
-        return items
-    alerts = wait_until("an over-consumption alert", alert_raised, timeout=60)
-    say(f"over-consumption alert raised: {json.dumps(alerts[0])[:160]}")
+
+def listen_for_alerts(url: str, token: str) -> tuple[socketio.Client, list[dict]]:
+    """Connect to the notifier through the gateway (long-polling only) and collect `alert` events.
+
+    Long-polling sends every request of a session separately: with two notifier
+    tasks it only works when the gateway keeps the session's requests sticky.
+    """
+    received: list[dict] = []
+    client = socketio.Client(reconnection=False)
+    client.on("alert", received.append)
+    client.connect(url, transports=["polling"], auth={"token": token}, socketio_path="socket.io",
+                   wait_timeout=20)
+    return client, received
+
+
+def check_readings_reach_totals_and_alert(stack: str, gateway: Gateway, url: str) -> None:
+    """Replay 3 hours for a new device: exact hourly totals, an alert stored and pushed live."""
+    owner = demo_client_id(gateway)
+    device_id = create_device(gateway, f"swarm-{uuid.uuid4().hex[:8]}", "1.0", owner)
+    say(f"created device {device_id} (limit 1.0 kWh/h, owner user {owner}) through the gateway")
+    wait_for_monitor_to_know(gateway, device_id)
+    client, pushed = listen_for_alerts(url, gateway.token)
+    say(f"Socket.IO session {client.sid} open through the gateway (long-polling, sticky)")
+    try:
+        # 18 readings: quiet, then 6 x 0.25 = 1.5 kWh within 60 minutes (over the limit), then quiet.
+        values = [Decimal("0.05")] * 6 + [Decimal("0.25")] * 6 + [Decimal("0.1")] * 6
+        process, end = start_replay(stack, device_id, values)
+        finish_replay(process, end)
+        expected = expected_hourly(values, end)
+        wait_until("exact hourly totals", lambda: hourly_totals(gateway, device_id, days_covered(expected))
+                   == expected, timeout=120)
+        say(f"simulator readings reached the hourly totals exactly: {sorted(expected.values())}")
+        over = sorted(hour for hour, kwh in expected.items() if kwh > Decimal("1.0"))
+
+        def alerts_stored():
+            response = gateway.get("/api/monitor/alerts", device_id=device_id)
+            response.raise_for_status()
+            return response.json()["items"]
+        stored = wait_until("an over-consumption alert", alerts_stored, timeout=60)
+        if len(stored) != len(over):
+            raise CheckFailed(f"expected {len(over)} alert(s) for hours {over}, got {stored}")
+        say(f"over-consumption alert stored: {stored[0]['kwh']} kWh > {stored[0]['limit_kwh']} kWh")
+        live = wait_until("the alert on the admin's Socket.IO session", lambda: [
+            alert for alert in pushed if alert.get("device_id") == device_id], timeout=60, interval=0.5)
+        say(f"alert pushed live through the gateway and notifier: {live[0].get('url')}")
+    finally:
+        client.disconnect()
 
 
 def check_killed_monitor_is_replaced_and_totals_stay_exact(stack: str, gateway: Gateway) -> None:
     """Kill a monitor task during a large replay: Swarm replaces it, the totals stay exact."""
-    device_id = create_device(gateway, f"swarm-kill-{uuid.uuid4().hex[:8]}", "1000")
+    device_id = create_device(gateway, f"swarm-kill-{uuid.uuid4().hex[:8]}", "1000", demo_client_id(gateway))
     wait_for_monitor_to_know(gateway, device_id)
     days = 6
     values = [Decimal(str(round(0.01 + (index % 37) * 0.003, 3))) for index in range(days * 24 * 6)]
@@ -338,7 +373,7 @@ def main() -> int:
         up = time.monotonic()
         say(f"stack healthy {up - started:.0f}s after deploy")
         gateway = seed_and_login(arguments.stack, arguments.url)
-        check_readings_reach_totals_and_alert(arguments.stack, gateway)
+        check_readings_reach_totals_and_alert(arguments.stack, gateway, arguments.url)
         check_killed_monitor_is_replaced_and_totals_stay_exact(arguments.stack, gateway)
     except CheckFailed as failure:
         print(f"swarm check FAILED: {failure}", file=sys.stderr)

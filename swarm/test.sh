@@ -94,10 +94,12 @@ remove_stack() {
   docker stack rm "$STACK" >/dev/null 2>&1 || true
   # The stack's networks go last; volumes can only go once their containers have.
   for _ in $(seq 1 90); do
-    [ -z "$(docker ps -aq -f "label=com.docker.stack.namespace=$STACK")" ] \
+    [ -z "$(docker ps -q -f "label=com.docker.stack.namespace=$STACK")" ] \
       && [ -z "$(docker network ls -q -f label=com.docker.stack.namespace=$STACK)" ] && break
     sleep 1
   done
+  # Finished job tasks leave their exited containers behind.
+  docker ps -aq -f "label=com.docker.stack.namespace=$STACK" | xargs -r docker rm -f >/dev/null
   # Swarm frees a removed network's addresses a moment after it disappears; a
   # network of the same name created in between is left half-allocated.
   sleep 5
@@ -108,6 +110,7 @@ remove_stack() {
 
 teardown() {
   local status=$?
+  [ "$status" -ne 0 ] && phase_done "failed phase"
   if [ "$status" -ne 0 ]; then
     echo "swarm-test failed; service states and recent logs:" >&2
     docker stack ps "$STACK" --no-trunc --format '{{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null | head -60 >&2 || true
