@@ -140,7 +140,7 @@ def _inserted_rows(connection: Connection, rows: list[tuple], inserted: int, bat
     if inserted == 0:
         return []
     # A consistent read sees this transaction's own inserts: exactly ours carry batch_id.
-    keys = set(connection.execute(SELECT_BATCH_KEYS, {"batch_id": batch_id}).tuples())
+    keys = {tuple(row) for row in connection.execute(SELECT_BATCH_KEYS, {"batch_id": batch_id})}
     return [row for row in rows if (row[0], row[1]) in keys]
 
 
@@ -157,7 +157,7 @@ def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: dateti
     totals = connection.execute(SELECT_HOURLY, {
         "ids": sorted({device_id for device_id, _ in candidates}),
         "hours": sorted({hour for _, hour in candidates}),
-    }).tuples()
+    }).all()
     alerts = []
     for device_id, hour, total in totals:
         device = devices[device_id] if (device_id, hour) in candidates else None
