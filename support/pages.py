@@ -108,11 +108,14 @@ def create_rule():
     record = BotRule(priority=request.form.get("priority", 0, type=int) or 0)
     errors = _apply_form(record)
     if errors:
-        return render_template("support/rules.html", rules=rules.all_rules(), actions=bot.ACTIONS,
-                               errors=errors, new_rule_form=request.form), 422
+        return render_template("support/_rule_new.html", actions=bot.ACTIONS, errors=errors,
+                               new_rule_form=request.form), 422
     db.session.add(record)
     db.session.commit()
-    return redirect(url_for("support.rules_page"), 303)
+    # The emptied form, and the rules table again (out of band) with the new rule in place.
+    return render_template("support/_rule_new.html", actions=bot.ACTIONS, errors=[], new_rule_form={},
+                           added=record.name) + render_template("support/_rules_table_oob.html",
+                                                                rules=rules.all_rules(), actions=bot.ACTIONS)
 
 
 @blueprint.post("/rules/<int:rule_id>")

@@ -87,3 +87,26 @@ def test_client_and_admin_chat_live_with_typing_and_seen(demo_stack, chromium):
     # No HTML from a message ever became markup.
     assert client.locator("#chat-widget .chat-body b").count() == 0
     assert admin.locator(".admin-thread .chat-body b").count() == 0
+
+
+def test_admin_adds_disables_and_tries_a_bot_rule(demo_stack, chromium):
+    admin = signed_in_page(chromium, demo_stack, ADMIN, "/support/rules")
+    form = admin.locator("#rules-new form")
+    form.locator("input[name=name]").fill("opening hours")
+    form.locator("textarea[name=patterns]").fill("opening hours\nwhen + open")
+    form.locator("button[type=submit]").click()
+    # Without an answer the form comes back with the reason, the typed values kept.
+    expect(admin.locator("#rules-new .form-errors")).to_contain_text("an answer is required")
+    expect(admin.locator("#rules-new input[name=name]")).to_have_value("opening hours")
+    admin.locator("#rules-new textarea[name=answer]").fill("We answer every day from 8 to 20.")
+    admin.locator("#rules-new button[type=submit]").click()
+    expect(admin.locator("#rules-new .form-ok")).to_contain_text("opening hours")
+    row = admin.locator("#rules-table .rule", has_text="opening hours")
+    expect(row).to_be_visible()
+
+    admin.fill(".rules-try input", "When are you open?")
+    expect(admin.locator("#try-result")).to_contain_text("opening hours")
+    row.get_by_role("button", name="Disable").click()
+    expect(admin.locator("#rules-table .rule.disabled", has_text="opening hours")).to_be_visible()
+    admin.fill(".rules-try input", "When are you open today?")
+    expect(admin.locator("#try-result")).to_contain_text("No rule fires")

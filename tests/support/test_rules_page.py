@@ -63,7 +63,8 @@ def test_try_a_message_shows_which_rule_fires(admin, text, expected):
 
 def test_added_rule_fires_and_can_be_edited_and_disabled(app, admin):
     name, response = new_rule(admin, patterns="zorblax widget\nfrobnicate")
-    assert response.status_code == 303
+    assert response.status_code == 200 and f"Rule “{name}” added" in response.text
+    assert 'hx-swap-oob="true"' in response.text and name in response.text
     assert name in admin.post("/support/rules/try", data={"text": "please frobnicate"}).text
     rule = stored(app, name)
     edited = admin.post(f"/support/rules/{rule.id}", data={

@@ -338,6 +338,13 @@
     const thread = event.detail.elt.closest && event.detail.elt.closest(".chat-thread");
     if (thread) updateSeen(thread);
   });
+  // The rules page answers an invalid form with 422 and the form with its errors: show it.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.xhr.status === 422 && event.detail.elt.closest(".rules-page")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener("visibilitychange", () => threads().forEach(markRead));
   setInterval(refreshWaitingTimes, 30000);
 })();
