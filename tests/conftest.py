@@ -2,7 +2,9 @@
 
 Each test run is isolated: its own database prefix on the real MariaDB and its
 own virtual host on the real RabbitMQ, both removed at the end. The settings
-are also exported as EMS_* variables so that processes a test starts inherit them.
+are also exported as EMS_* variables so that processes a test starts inherit
+them. The whole-system `stack` gets an isolation of its own, so that its
+consumers never take messages that other tests publish and expect to read.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -25,31 +28,50 @@ def _rabbitmqctl(*arguments: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def settings():
-    """Return settings isolated for this test run (database prefix, RabbitMQ vhost)."""
-    vhost = f"ems-test-{RUN_ID}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    environment = {
-        "EMS_ENV": "test",
-        "EMS_DB_PREFIX": f"emst_{RUN_ID}_",
-        "EMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}",
-        "EMS_JWT_SECRET": "test-secret-" + secrets.token_hex(16),
-        "EMS_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
-    }
-    saved = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
+@contextmanager
+def environment(variables: dict):
+    """Set EMS_* variables for the duration of the block, then restore the old values."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
     try:
-        yield load_settings()
+        yield
     finally:
-        drop_databases(load_settings())
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def isolated(label: str, extra: dict | None = None):
+    """Yield EMS_* variables naming a fresh database prefix and RabbitMQ vhost; remove both after."""
+    vhost = f"ems-test-{label}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    variables = {
+        "EMS_DB_PREFIX": f"emst_{label.replace('-', '_')}_",
+        "EMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}",
+        **(extra or {}),
+    }
+    try:
+        yield variables
+    finally:
+        with environment(variables):
+            drop_databases(load_settings())
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    """Return settings isolated for this test run (database prefix, RabbitMQ vhost)."""
+    common = {
+        "EMS_ENV": "test",
+        "EMS_JWT_SECRET": "test-secret-" + secrets.token_hex(16),
+        "EMS_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+    }
+    with isolated(RUN_ID, common) as variables, environment(variables):
+        yield load_settings()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +83,7 @@ def migrated(settings):
 
 @pytest.fixture(scope="session")
 def stack_ports():
-    """Return free ports for the gateway and every HTTP service of this run, as EMS_* variables."""
+    """Return free ports for the gateway and every HTTP service of the stack, as EMS_* variables."""
     from tests.processes import free_port
 
     names = ("GATEWAY", "WEB", "SUPPORT", "NOTIFIER", "MONITOR_API")
@@ -69,22 +91,26 @@ def stack_ports():
 
 
 @pytest.fixture(scope="session")
-def stack(migrated, stack_ports):
+def stack(settings, stack_ports):
     """Run the whole system (every Procfile process but the simulator) for this session.
 
-    Yields the Stack; its `url` is the gateway's address. Browser and end-to-end
-    tests use it; tests of one service start only that service instead.
+    Yields the Stack: `url` is the gateway's address and `settings` the stack's
+    own (its database prefix and vhost differ from the `settings` fixture's).
+    Browser and end-to-end tests use it; tests of one service start only that service.
     """
     from tests.processes import Stack, procfile_commands
 
-    os.environ.update(stack_ports)
-    settings = load_settings()
-    names = [name for name in procfile_commands() if name != "simulator"]
-    running = Stack(names, env={**stack_ports, "EMS_PUBLIC_URL": settings.public_url})
-    try:
-        running.start([int(port) for port in stack_ports.values()])
-        running.url = f"http://localhost:{stack_ports['EMS_GATEWAY_PORT']}"
-        running.settings = settings
-        yield running
-    finally:
-        running.stop()
+    with isolated(f"{RUN_ID}-stack", stack_ports) as variables:
+        # Only long enough to read the stack's settings: other tests keep the run's own.
+        with environment(variables):
+            stack_settings = load_settings()
+        upgrade(stack_settings)
+        names = [name for name in procfile_commands() if name != "simulator"]
+        running = Stack(names, env={**variables, "EMS_PUBLIC_URL": stack_settings.public_url})
+        try:
+            running.start([int(port) for port in stack_ports.values()])
+            running.url = f"http://localhost:{stack_ports['EMS_GATEWAY_PORT']}"
+            running.settings = stack_settings
+            yield running
+        finally:
+            running.stop()
