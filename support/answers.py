@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_PATH = "/api/monitor/summary"
 MONITOR_TIMEOUT_SECONDS = 3.0
 TOKEN_LIFETIME = timedelta(seconds=60)
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class SummaryUnavailable(RuntimeError):
@@ -82,6 +84,14 @@ def fetch_summary(settings: Settings, client: Identity, timezone: str | None = N
         raise SummaryUnavailable(str(error)) from error
 
 
+def client_zone(name: str | None) -> ZoneInfo:
+    """Return the client's time zone as their browser last reported it (UTC when unknown)."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def _kwh(value: float) -> str:
     return f"{value:.2f} kWh"
 
@@ -93,9 +103,25 @@ def mentioned_devices(text: str, devices: list[DeviceSummary]) -> list[DeviceSum
             if words(device.name) and f" {' '.join(words(device.name))} " in message]
 
 
-def _alert_line(device: DeviceSummary) -> str:
+def _alert_time(alert: dict) -> str:
+    return str(alert.get("hour_start") or alert.get("hour") or alert.get("created_at") or "")
+
+
+def _hour_label(value: str, zone: ZoneInfo) -> str:
+    """Return an ISO hour as "26 Nov, 18:00–19:00" in the client's zone (the text itself if unreadable)."""
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError:
+        return value or "an hour"
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    start = start.astimezone(zone)
+    return f"{start:%d %b}, {start:%H:%M}–{start + timedelta(hours=1):%H:%M}"
+
+
+def _alert_line(device: DeviceSummary, zone: ZoneInfo) -> str:
     alert = device.latest_alert or {}
-    hour = alert.get("hour") or alert.get("hour_start") or alert.get("created_at") or "an hour"
+    hour = _hour_label(_alert_time(alert), zone)
     kwh = _number(alert.get("kwh"))
     limit = _number(alert.get("limit", alert.get("limit_kwh")), device.limit_kwh)
     if kwh is not None and limit is not None:
@@ -105,8 +131,9 @@ def _alert_line(device: DeviceSummary) -> str:
     return f"{device.name} at {hour}: {why}."
 
 
-def data_answer(action: str, intro: str, text: str, devices: list[DeviceSummary]) -> str:
-    """Compose the answer of a data rule from the client's device summary."""
+def data_answer(action: str, intro: str, text: str, devices: list[DeviceSummary],
+                zone: ZoneInfo = UTC_ZONE) -> str:
+    """Compose the answer of a data rule from the client's device summary (times in `zone`)."""
     if not devices:
         return "You have no devices yet. An administrator assigns them to your account."
     chosen = mentioned_devices(text, devices) or devices
@@ -127,22 +154,21 @@ def data_answer(action: str, intro: str, text: str, devices: list[DeviceSummary]
         if not alerted:
             return "Good news: none of your devices has gone over its limit."
         # ISO times sort chronologically as text.
-        latest = max(alerted, key=lambda d: str(d.latest_alert.get("hour")
-                                                or d.latest_alert.get("created_at")))
-        lines = [_alert_line(latest)]
+        latest = max(alerted, key=lambda d: _alert_time(d.latest_alert))
+        lines = [_alert_line(latest, zone)]
     else:
         raise ValueError(f"not a data action: {action}")
     return "\n".join([intro.strip() or "Here is what I found:", *lines])
 
 
-def devices_context(devices: list[DeviceSummary]) -> str:
+def devices_context(devices: list[DeviceSummary], zone: ZoneInfo = UTC_ZONE) -> str:
     """Describe the client's devices in a few lines for the LLM's context."""
     if not devices:
         return "The client has no devices."
     lines = []
     for d in devices:
         limit = _kwh(d.limit_kwh) + "/h" if d.limit_kwh is not None else "none"
-        alert = _alert_line(d) if d.latest_alert else "no alert"
+        alert = _alert_line(d, zone) if d.latest_alert else "no alert"
         lines.append(f"- {d.name}: today {_kwh(d.today_kwh)}, yesterday {_kwh(d.yesterday_kwh)}, "
                      f"limit {limit}, latest alert: {alert}")
     return "\n".join(lines)

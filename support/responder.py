@@ -129,7 +129,8 @@ class Responder:
             devices = answers.fetch_summary(self.settings, client, conversation.client_timezone)
         except answers.SummaryUnavailable:
             return DATA_UNAVAILABLE_ANSWER
-        return answers.data_answer(rule.action, rule.answer, text, devices)
+        return answers.data_answer(rule.action, rule.answer, text, devices,
+                                   answers.client_zone(conversation.client_timezone))
 
     def _fallback(self, conversation: Conversation, client: Identity, message: Message) -> tuple[str, bool]:
         """Ask the LLM when configured; on any failure hand the conversation to a human."""
@@ -137,7 +138,8 @@ class Responder:
             return NO_MATCH_ANSWER, False
         try:
             devices = answers.devices_context(
-                answers.fetch_summary(self.settings, client, conversation.client_timezone))
+                answers.fetch_summary(self.settings, client, conversation.client_timezone),
+                answers.client_zone(conversation.client_timezone))
         except answers.SummaryUnavailable:
             devices = "Unavailable right now."
         recent, _ = chat.history(conversation, before=message.id + 1, limit=llm.HISTORY_MESSAGES)

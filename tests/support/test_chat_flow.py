@@ -51,7 +51,7 @@ def test_assigned_conversation_reaches_only_its_admin_but_a_colleague_may_step_i
 
 def test_bot_answers_from_the_clients_own_devices(users, fake_monitor):
     client = users("client")
-    fake_monitor.devices[client.id] = [{"id": str(uuid.uuid4()), "name": "Heat pump", "limit": 2.0,
+    fake_monitor.devices[client.id] = [{"id": str(uuid.uuid4()), "name": "Heat pump", "limit_kwh": 2.0,
                                         "today_kwh": 3.5, "yesterday_kwh": 11.25, "latest_alert": None}]
     client.send("how much did I use yesterday?")
     answer = client.wait_for("chat:message", sender_role="bot")

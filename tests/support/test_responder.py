@@ -61,9 +61,9 @@ def client():
 def test_llm_answers_what_no_rule_matches_with_only_this_clients_devices(migrated, fake_monitor, fake_llm,
                                                                         client):
     other = new_user_id()
-    fake_monitor.devices[client.user_id] = [{"id": "a", "name": "Sauna", "limit": 6.0, "today_kwh": 9.0,
+    fake_monitor.devices[client.user_id] = [{"id": "a", "name": "Sauna", "limit_kwh": 6.0, "today_kwh": 9.0,
                                              "yesterday_kwh": 1.0, "latest_alert": None}]
-    fake_monitor.devices[other] = [{"id": "b", "name": "Secret greenhouse", "limit": 1.0,
+    fake_monitor.devices[other] = [{"id": "b", "name": "Secret greenhouse", "limit_kwh": 1.0,
                                     "today_kwh": 1.0, "yesterday_kwh": 1.0, "latest_alert": None}]
     app, responder, emitter = make_responder(migrated, fake_monitor, fake_llm)
     conversation_id, message_id = client_says(app, client, "is a sauna every evening reasonable?")
