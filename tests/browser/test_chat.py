@@ -22,8 +22,9 @@ TIMEOUT_MS = 10_000
 @pytest.fixture(scope="module")
 def demo_stack(stack):
     """The whole stack with the demo users."""
+    # The stack has a database and vhost of its own: seed with its environment.
     subprocess.run([sys.executable, "-m", "web", "seed"], cwd=ROOT, check=True, capture_output=True,
-                   timeout=120)
+                   timeout=120, env=stack.processes["web"].env)
     return stack
 
 
@@ -110,3 +111,15 @@ def test_admin_adds_disables_and_tries_a_bot_rule(demo_stack, chromium):
     expect(admin.locator("#rules-table .rule.disabled", has_text="opening hours")).to_be_visible()
     admin.fill(".rules-try input", "When are you open today?")
     expect(admin.locator("#try-result")).to_contain_text("No rule fires")
+
+
+def test_bot_answers_with_the_clients_consumption_from_the_monitor(demo_stack, chromium):
+    client = signed_in_page(chromium, demo_stack, ("bob@ems.local", "bob-demo-2024"), "/")
+    client.click(".chat-toggle")
+    field = client.locator("#chat-widget textarea")
+    field.fill("What is the limit of my water boiler?")
+    field.press("Enter")
+    answer = client.locator("#chat-widget .chat-message.from-bot .chat-body").last
+    expect(answer).to_contain_text("Water boiler: 1.20 kWh per hour")
+    expect(answer).not_to_contain_text("Main meter")
+    expect(answer).not_to_contain_text("Heat pump")  # Alice's device

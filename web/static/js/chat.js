@@ -345,6 +345,16 @@
       event.detail.isError = false;
     }
   });
+  // Quick switching in the inbox: Alt+↓ / Alt+↑ open the next / previous conversation.
+  document.addEventListener("keydown", (event) => {
+    if (!event.altKey || !["ArrowDown", "ArrowUp"].includes(event.key)) return;
+    const rows = Array.from(document.querySelectorAll(".inbox-row a"));
+    if (!rows.length) return;
+    event.preventDefault();
+    const current = rows.findIndex((link) => link.parentElement.classList.contains("selected"));
+    const step = event.key === "ArrowDown" ? 1 : -1;
+    rows[(current + step + rows.length) % rows.length].click();
+  });
   document.addEventListener("visibilitychange", () => threads().forEach(markRead));
   setInterval(refreshWaitingTimes, 30000);
 })();
