@@ -227,20 +227,34 @@ def bot_reply_exists(message_id: int) -> bool:
     return _find_message(BOT_SENDER_ID, bot_reply_marker(message_id)) is not None
 
 
-def post_bot_message(conversation: Conversation, body: str, reply_to: int | None = None) -> Message | None:
-    """Store a bot message (once per client message answered); None if already answered."""
+def post_bot_message(conversation: Conversation, body: str, reply_to: int | None = None,
+                     may_exist: bool = True) -> Message | None:
+    """Store a bot message (once per client message answered); None if already answered.
+
+    `may_exist=False` says the client message is brand new, so no reply can exist
+    yet and the savepoint that guards against a duplicate is not needed.
+    """
     marker = bot_reply_marker(reply_to) if reply_to is not None else None
     now = utcnow()
     message = Message(conversation_id=conversation.id, sender_id=BOT_SENDER_ID, sender_role="bot",
                       sender_name=BOT_NAME, body=body[:MAX_BODY_CHARS], client_message_id=marker,
                       created_at=now)
-    try:
-        with db.session.begin_nested():
-            db.session.add(message)
-    except IntegrityError:
-        return None
+    if may_exist:
+        try:
+            with db.session.begin_nested():
+                db.session.add(message)
+        except IntegrityError:
+            return None
+    else:
+        db.session.add(message)
+        db.session.flush()
     conversation.last_message_at = now
     return message
+
+
+def bot_reply_to(message_id: int) -> Message | None:
+    """Return the bot's reply to message `message_id`, if any."""
+    return _find_message(BOT_SENDER_ID, bot_reply_marker(message_id))
 
 
 def hand_off(conversation: Conversation) -> bool:

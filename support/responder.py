@@ -116,6 +116,21 @@ class Responder:
         if changed or handoff:
             self.broadcaster.conversation(conversation)
 
+    def immediate_answer(self, text: str) -> tuple[str, bool, str] | None:
+        """Return (answer, hand off?, rule) when the answer needs no network, else None.
+
+        Fixed answers and hand-offs are stored with the client's message, in the
+        same transaction; data rules and the LLM go to the pool.
+        """
+        matched = bot.match(text, self._rules(), rules.vocabulary())
+        if matched is None:
+            return None if self.llm is not None else (NO_MATCH_ANSWER, False, "-")
+        if matched.rule.action == "handoff":
+            return matched.rule.answer, True, matched.rule.name
+        if matched.rule.action in bot.DATA_ACTIONS:
+            return None
+        return matched.rule.answer, False, matched.rule.name
+
     def _rules(self) -> list[bot.Rule]:
         """Return the enabled rules, re-read at most every few seconds (admins edit them rarely)."""
         with self._rules_lock:

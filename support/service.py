@@ -100,19 +100,43 @@ class ChatService:
             raise
         posted = chat.post_message(sender, conversation, body_text, client_message_id)
         message, state_changed = posted.message, posted.state_changed
-        bot_turn = sender.role == "client" and conversation.state == "bot"
         log_event(logger, "support.message_stored", conversation_id=conversation.id,
                   message_id=message.id, role=sender.role, duplicate=not posted.created)
+        reply, ask_pool = None, False
+        if sender.role == "client" and conversation.state == "bot":
+            reply, handed_off, ask_pool = self._answer_now(conversation, posted)
+            state_changed = state_changed or handed_off
 
         def deliver():
             # A redelivered message is emitted again: the first emit may not have happened.
             self.broadcaster.message(conversation, message)
+            if reply is not None:
+                self.broadcaster.message(conversation, reply)
             if state_changed:
                 self.broadcaster.conversation(conversation)
-            if bot_turn:
+            if ask_pool:
                 self.responder.submit(conversation.id, message.id)
 
         batch.after_commit(deliver)
+
+    def _answer_now(self, conversation, posted) -> tuple[object, bool, bool]:
+        """Store the bot's answer with the message when no network is needed.
+
+        Return (the reply or None, whether the conversation was handed off, whether
+        the worker pool must answer instead).
+        """
+        immediate = self.responder.immediate_answer(posted.message.body)
+        if immediate is None:
+            return None, False, True
+        answer, handoff, rule = immediate
+        reply = chat.post_bot_message(conversation, answer, reply_to=posted.message.id,
+                                      may_exist=not posted.created)
+        if reply is None:  # answered by the first delivery: show that answer again
+            return chat.bot_reply_to(posted.message.id), False, False
+        handed_off = chat.hand_off(conversation) if handoff else False
+        log_event(logger, "support.bot_answered", conversation_id=conversation.id, rule=rule,
+                  handoff=handoff)
+        return reply, handed_off, False
 
     def on_typing(self, body: bytes, batch: Batch) -> None:
         """Forward a typing indicator to the other party only."""
