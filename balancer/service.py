@@ -19,6 +19,7 @@ from pika.spec import Basic
 
 from balancer.strategies import LeastLoaded
 from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter
+from common.amqp_async import CoalescingSelectConnection
 from common.logs import log_event
 from common.messages import InvalidMessage, parse_reading
 from common.settings import Settings
@@ -125,7 +126,7 @@ class Balancer:
         self.strategy = strategy
         self.counters = counters
         self.stopping = False
-        self._connection: pika.SelectConnection | None = None
+        self._connection: CoalescingSelectConnection | None = None
         self._channel = None
         self._depth_channel = None
         self._tracker = ConfirmTracker()
@@ -139,7 +140,7 @@ class Balancer:
         connect(self.settings).close()  # declare the topology once per connection
         self._tracker = ConfirmTracker()
         self._returned = {}
-        self._connection = pika.SelectConnection(
+        self._connection = CoalescingSelectConnection(
             connection_parameters(self.settings),
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_connection_open_error,

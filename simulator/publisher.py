@@ -21,6 +21,7 @@ import pika
 from pika.spec import Basic
 
 from common.amqp import PERSISTENT, connect, connection_parameters
+from common.amqp_async import CoalescingSelectConnection
 from common.logs import log_event
 from common.settings import Settings
 
@@ -110,7 +111,7 @@ class ConfirmedBurstPublisher:
             self._failure = repr(error)
             return False
         self._sequence = 0
-        self._connection = pika.SelectConnection(
+        self._connection = CoalescingSelectConnection(
             connection_parameters(self.settings),
             on_open_callback=lambda connection: connection.channel(on_open_callback=self._on_channel_open),
             on_open_error_callback=self._on_closed,

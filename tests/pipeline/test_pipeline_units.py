@@ -129,3 +129,15 @@ def test_a_device_with_a_limit_stays_under_it_outside_the_demo_surges():
     hour_total = sum(interval_kwh(evening + timedelta(minutes=10 * n), rng, device_scale(device))
                      for n in range(1, 7))
     assert hour_total < 1.2
+
+
+def test_a_published_message_goes_to_the_socket_in_one_write():
+    from common.amqp_async import CoalescingSelectConnection
+
+    connection = object.__new__(CoalescingSelectConnection)  # no network: only the framing path
+    connection.bytes_sent = connection.frames_sent = 0
+    writes = []
+    connection._adapter_emit_data = writes.append
+    connection._output_marshaled_frames([b"method", b"header", b"body"])
+    assert writes == [b"methodheaderbody"]
+    assert (connection.frames_sent, connection.bytes_sent) == (3, 16)
