@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import resource
@@ -266,6 +267,10 @@ async def run(arguments: argparse.Namespace, settings, notifier: ServiceProcess,
         print(f"connected {clients.connected()} of {arguments.clients} clients "
               f"in {time.perf_counter() - started:.1f} s ({len(clients.failures)} failed)")
         await asyncio.sleep(2)  # let the notifier settle before measuring memory
+        # Thousands of clients make a large heap: a full collection in this process
+        # would stall every client for up to a second and be counted as latency.
+        gc.collect()
+        gc.freeze()
         held = clients.connected()
         rss_loaded = rss_kib(pid)
         per_socket = (rss_loaded - rss_idle) / held if held else float("nan")

@@ -15,6 +15,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
+import gc  # noqa: E402
 import resource  # noqa: E402
 
 from common.logs import configure_logging, log_event  # noqa: E402
@@ -49,6 +50,10 @@ def main() -> None:
     open_files = raise_open_files_limit(MAX_CONNECTIONS + 256)
     app = create_app(settings, async_mode=ASYNC_MODE)
     start_background_work(app)
+    # Keep the start-up objects (modules, app) out of every later full collection:
+    # with thousands of sockets those collections are what pauses deliveries.
+    gc.collect()
+    gc.freeze()
     log_event(logging.getLogger("notifier"), "notifier.start", port=settings.notifier_port,
               max_connections=MAX_CONNECTIONS, open_files=open_files)
     # Every interface: in Swarm the gateway reaches the notifier from another container.
