@@ -85,6 +85,10 @@ def test_client_and_admin_chat_live_with_typing_and_seen(demo_stack, chromium):
     expect(thread.locator(".chat-typing")).to_contain_text("is typing…")
     field.press("Enter")
     expect(thread.locator(".chat-message.from-client .chat-body").last).to_have_text("Thanks")
+    # A typing indicator without a refresh goes away by itself after 5 s.
+    admin_field.press_sequentially("One more", delay=20)
+    expect(client.locator("#chat-widget .chat-typing")).to_be_visible()
+    expect(client.locator("#chat-widget .chat-typing")).to_be_hidden(timeout=8000)
     # No HTML from a message ever became markup.
     assert client.locator("#chat-widget .chat-body b").count() == 0
     assert admin.locator(".admin-thread .chat-body b").count() == 0
