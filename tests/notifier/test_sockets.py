@@ -137,3 +137,18 @@ def test_an_invalid_alert_is_dead_lettered_and_the_bridge_goes_on(settings, conn
     assert browser.next_event("alert")["alert_id"] == alert.alert_id
     with pytest.raises(queue.Empty):
         browser.next_event("alert", timeout=0)
+
+
+def test_a_client_cannot_enter_another_users_room(settings, connect_browser, publisher):
+    intruder, victim = new_user_id(), new_user_id()
+    browser = connect_browser(token_for(settings, intruder))
+    for event in ("join", "enter_room", "join_room", "subscribe"):
+        browser.client.emit(event, {"room": user_room(victim), "user_id": victim})
+    browser.client.call("chat:send", {"client_message_id": "m-9", "body": "hi", "user_id": victim},
+                        timeout=5)
+
+    publish_alert(publisher, make_alert(victim))
+    own_alert = make_alert(intruder)
+    publish_alert(publisher, own_alert)
+
+    assert browser.next_event("alert")["alert_id"] == own_alert.alert_id
