@@ -11,6 +11,7 @@
 4. A monitor task is killed (`docker kill`) while a second, larger replay is
    being consumed: Swarm replaces it and every hourly total is still exact.
 Every wait is bounded; the first failed check stops the run with its reason.
+The last line counts the checks: `swarm-checks: N passed, M failed`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,18 @@ class CheckFailed(AssertionError):
     """A check of the stack did not hold."""
 
 
+PASSED: list[str] = []
+
+
 def say(message: str) -> None:
     """Print one progress line."""
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def passed(message: str) -> None:
+    """Print one line for a check that held, and count it."""
+    PASSED.append(message)
+    say(f"ok {len(PASSED)}: {message}")
 
 
 def wait_until(what: str, condition, timeout: float, interval: float = 2.0):
@@ -254,13 +264,13 @@ def days_covered(expected: dict[str, Decimal]) -> list[str]:
 def check_stack_up(stack: str, url: str) -> None:
     """Wait for every service and for the gateway's routes."""
     wait_until("every service to run its tasks", lambda: all_services_up(stack), timeout=600, interval=5)
-    say("every service runs its desired tasks; the migration job completed")
+    passed("every service runs its desired tasks; the migration job completed")
     expectations = {"/login": {200}, "/api/monitor/summary": {401}, "/support/inbox": {302, 401},
                     "/socket.io/?EIO=4&transport=polling": {200}}
     for path, statuses in expectations.items():
         wait_until(f"{path} through the gateway", lambda p=path, s=statuses:
                    requests.get(url + p, timeout=5, allow_redirects=False).status_code in s, timeout=120)
-    say(f"gateway routes answer: {', '.join(expectations)}")
+    passed(f"gateway routes answer: {', '.join(expectations)}")
 
 
 def seed_and_login(stack: str, url: str) -> Gateway:
@@ -271,7 +281,7 @@ def seed_and_login(stack: str, url: str) -> Gateway:
     me = gateway.get("/api/me").json()
     if me.get("role") != "admin":
         raise CheckFailed(f"/api/me after login: {me}")
-    say(f"logged in through the gateway as {me.get('email', DEMO_ADMIN['email'])}")
+    passed(f"logged in through the gateway as {me.get('email', DEMO_ADMIN['email'])}")
     return gateway
 
 
@@ -327,7 +337,7 @@ def check_readings_reach_totals_and_alert(stack: str, gateway: Gateway, url: str
         candidates = finish_replay(process, values, started)
         expected = wait_until("exact hourly totals", lambda: exact_totals(gateway, device_id, candidates),
                               timeout=120)
-        say(f"simulator readings reached the hourly totals exactly: {sorted(expected.values())}")
+        passed(f"simulator readings reached the hourly totals exactly: {sorted(expected.values())}")
         over = sorted(hour for hour, kwh in expected.items() if kwh > Decimal("1.0"))
 
         def alerts_stored():
@@ -337,10 +347,10 @@ def check_readings_reach_totals_and_alert(stack: str, gateway: Gateway, url: str
         stored = wait_until("an over-consumption alert", alerts_stored, timeout=60)
         if len(stored) != len(over):
             raise CheckFailed(f"expected {len(over)} alert(s) for hours {over}, got {stored}")
-        say(f"over-consumption alert stored: {stored[0]['kwh']} kWh > {stored[0]['limit_kwh']} kWh")
+        passed(f"over-consumption alert stored: {stored[0]['kwh']} kWh > {stored[0]['limit_kwh']} kWh")
         live = wait_until("the alert on the admin's Socket.IO session", lambda: [
             alert for alert in pushed if alert.get("device_id") == device_id], timeout=60, interval=0.5)
-        say(f"alert pushed live through the gateway and notifier: {live[0].get('url')}")
+        passed(f"alert pushed live through the gateway and notifier: {live[0].get('url')}")
     finally:
         client.disconnect()
 
@@ -367,11 +377,11 @@ def check_killed_monitor_is_replaced_and_totals_stay_exact(stack: str, gateway: 
     candidates = finish_replay(simulator, values, end)
     replacement = wait_until("Swarm to replace the killed monitor task",
                              lambda: task_ids(stack, "monitor", victim_slot) - tasks_before, timeout=120)
-    say(f"Swarm replaced it with task {sorted(replacement)[0][:12]} (slot {victim_slot})")
+    passed(f"Swarm replaced it with task {sorted(replacement)[0][:12]} (slot {victim_slot})")
 
     expected = wait_until("every hourly total to be exact after the kill",
                           lambda: exact_totals(gateway, device_id, candidates), timeout=240)
-    say(f"{len(values)} readings over {len(expected)} hours: every hourly total exact "
+    passed(f"{len(values)} readings over {len(expected)} hours: every hourly total exact "
         f"({sum(expected.values())} kWh, of which {stored_at_kill} kWh were stored at the kill), "
         "nothing lost or counted twice")
 
@@ -392,8 +402,10 @@ def main() -> int:
         check_killed_monitor_is_replaced_and_totals_stay_exact(arguments.stack, gateway)
     except CheckFailed as failure:
         print(f"swarm check FAILED: {failure}", file=sys.stderr)
+        print(f"swarm-checks: {len(PASSED)} passed, 1 failed")
         return 1
     say(f"all swarm checks passed in {time.monotonic() - started:.0f}s")
+    print(f"swarm-checks: {len(PASSED)} passed, 0 failed")
     return 0
 
 
