@@ -18,32 +18,34 @@ import pytest
 from common.amqp import ConfirmingPublisher
 from common.settings import load_settings
 from common.topology import CHAT_EXCHANGE, CHAT_MESSAGE_KEY
-from tests.processes import ServiceProcess, free_port, python_module
+from tests.processes import ServiceProcess, python_module
 from tests.support.conftest import new_user_id, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 class TcpProxy:
-    """Forward 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones."""
+    """Forward 127.0.0.1:<port> to a target; `cut()` drops every connection and hangs up on new ones."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
-        self.port = free_port()
         self.connections: list[socket.socket] = []
         self.lock = threading.Lock()
-        self.listener: socket.socket | None = None
+        self.open = True
+        # The listener stays bound throughout, so nobody else can take the port meanwhile.
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def start(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = listener.accept()
+                client, _ = self.listener.accept()
             except OSError:
                 return
+            if not self.open:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self.lock:
                 self.connections += [client, upstream]
@@ -65,7 +67,7 @@ class TcpProxy:
                     pass
 
     def cut(self) -> None:
-        self.listener.close()
+        self.open = False
         with self.lock:
             for connection in self.connections:
                 try:
@@ -75,7 +77,12 @@ class TcpProxy:
                 connection.close()
             self.connections.clear()
 
-    restore = start
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
 
 
 @pytest.fixture
@@ -104,7 +111,6 @@ def stored(settings, client_message_id: str) -> list[tuple]:
 
 def test_message_sent_while_the_database_is_down_is_stored_once_it_returns(migrated, own_vhost):
     proxy = TcpProxy(migrated.db_port)
-    proxy.start()
     consumer = ServiceProcess(python_module("support", "consumer"), name="support-outage-consumer",
                               env={"EMS_AMQP_URL": own_vhost, "EMS_DB_PORT": str(proxy.port)})
     publisher = ConfirmingPublisher(load_settings(amqp_url=own_vhost))
@@ -125,4 +131,5 @@ def test_message_sent_while_the_database_is_down_is_stored_once_it_returns(migra
         assert [body for _, body in rows][0] == "hello while down"
         assert consumer.running
     publisher.close()
+    proxy.close()
     assert len(stored(migrated, client_message_id)) == 2  # the message and one bot answer, no more
