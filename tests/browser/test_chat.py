@@ -118,6 +118,7 @@ def test_admin_adds_disables_and_tries_a_bot_rule(demo_stack, chromium):
 
 
 def test_bot_answers_with_the_clients_consumption_from_the_monitor(demo_stack, chromium):
+    admin = signed_in_page(chromium, demo_stack, ADMIN, "/support/inbox")
     client = signed_in_page(chromium, demo_stack, ("bob@ems.local", "bob-demo-2024"), "/")
     client.click(".chat-toggle")
     field = client.locator("#chat-widget textarea")
@@ -127,3 +128,7 @@ def test_bot_answers_with_the_clients_consumption_from_the_monitor(demo_stack, c
     expect(answer).to_contain_text("Water boiler: 1.20 kWh per hour")
     expect(answer).not_to_contain_text("Main meter")
     expect(answer).not_to_contain_text("Heat pump")  # Alice's device
+    # The open inbox shows the new conversation live, with its unread count.
+    row = admin.locator(".inbox-row", has_text="Bob Novak")
+    expect(row.locator(".inbox-unread")).to_have_text("1")
+    expect(row.locator(".chat-state")).to_have_text("Assistant")
