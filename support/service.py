@@ -80,7 +80,8 @@ class ChatService:
             handler(body, batch)
             return None
         except Rejected as error:
-            # Every check comes before the first write, so nothing of it is stored.
+            # Checks come before the message is written: a rejected one leaves nothing behind
+            # but, at most, the sender's own (empty) conversation.
             return str(error)
 
     def on_message(self, body: bytes, batch: Batch) -> None:
