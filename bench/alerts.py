@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import random
 import resource
@@ -34,6 +35,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from contextlib import closing
@@ -48,7 +50,7 @@ import aiohttp  # noqa: E402
 import pymysql  # noqa: E402
 import socketio  # noqa: E402
 
-from common.amqp import ConfirmingPublisher  # noqa: E402
+from common.amqp import ConfirmingPublisher, connect  # noqa: E402
 from common.auth import Identity, mint_access_token  # noqa: E402
 from common.db import create_databases, drop_databases  # noqa: E402
 from common.messages import Alert, DeviceState, Event, Reading  # noqa: E402
@@ -243,6 +245,41 @@ class Pipeline:
         raise RuntimeError("the monitor did not learn of every bench device in time")
 
 
+class AlertTap:
+    """A private queue on ems.alerts noting when each device's alert was published."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.seen: dict[str, float] = {}
+
+    def __enter__(self) -> AlertTap:
+        self._connection = connect(self.settings)
+        channel = self._connection.channel()
+        queue = channel.queue_declare(queue="", exclusive=True).method.queue
+        channel.queue_bind(queue, ALERTS_EXCHANGE, routing_key="overconsumption.*")
+        channel.basic_consume(queue, self._on_alert, auto_ack=True)
+        self._thread = threading.Thread(target=channel.start_consuming, daemon=True)
+        self._thread.start()
+        self._channel = channel
+        return self
+
+    def _on_alert(self, channel, method, properties, body):
+        self.seen.setdefault(json.loads(body)["device_id"], time.perf_counter())
+
+    def __exit__(self, *exc) -> None:
+        self._connection.add_callback_threadsafe(self._channel.stop_consuming)
+        self._thread.join(10)
+        self._connection.close()
+
+
+def print_latencies(label: str, start: dict[str, float], end: dict[str, float]) -> None:
+    """Print p50/p99 of end - start over the devices in both."""
+    latencies = [(end[d] - start[d]) * 1000 for d in start if d in end]
+    if latencies:
+        print(f"{label}: p50 {statistics.median(latencies):.1f} ms, "
+              f"p99 {percentile(latencies, 0.99):.1f} ms")
+
+
 async def wait_for_deliveries(clients: Clients, expected: int) -> None:
     deadline = time.monotonic() + DELIVERY_GRACE_SECONDS
     while len(clients.received) < expected and time.monotonic() < deadline:
@@ -280,10 +317,15 @@ async def run(arguments: argparse.Namespace, settings, notifier: ServiceProcess,
         published: dict[str, float] = {}
         if pipeline is not None:
             await asyncio.to_thread(pipeline.add_devices, owners)
-            await asyncio.to_thread(publish_readings, settings, owners, arguments.rate, published)
+            with AlertTap(settings) as tap:
+                await asyncio.to_thread(publish_readings, settings, owners, arguments.rate, published)
+                await wait_for_deliveries(clients, len(owners))
+            print_latencies("  of which reading -> alert on ems.alerts (monitor)", published, tap.seen)
+            print_latencies("  of which ems.alerts -> client event (notifier)", tap.seen,
+                            clients.received)
         else:
             await asyncio.to_thread(publish_alerts, settings, owners, arguments.rate, published)
-        await wait_for_deliveries(clients, len(owners))
+            await wait_for_deliveries(clients, len(owners))
         latencies = [(clients.received[d] - published[d]) * 1000
                      for d in published if d in clients.received]
 
