@@ -4,7 +4,9 @@
 
 1. Every service reaches its replica count and health; the migration job completes.
 2. The demo data is seeded (a one-off command in a web task); an administrator
-   logs in through the gateway and creates a device with the JSON API.
+   logs in through the gateway; the stack's live simulator feeds a demo device,
+   then it is paused so that test devices get only the replayed readings; a
+   device is created with the JSON API.
 3. The simulator replays known readings for that device; the monitor API shows
    the exact hourly totals and an over-consumption alert, which also reaches an
    administrator's Socket.IO session (long-polling through the sticky gateway).
@@ -216,7 +218,8 @@ def replay_command(device_id: str) -> list[str]:
 def start_replay(stack: str, device_id: str, values: list[Decimal]) -> tuple[subprocess.Popen, int]:
     """Start the simulator's replay of `values` in a running task; return it and its end time."""
     csv = "kwh\n" + "\n".join(str(value) for value in values) + "\n"
-    container = running_container(stack, "simulator")
+    # Any task of the one image runs the simulator; the stack's own simulator is paused by now.
+    container = running_container(stack, "web")
     end_ms = int(time.time() * 1000)
     process = subprocess.Popen(["docker", "exec", "-i", container, *replay_command(device_id)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -283,6 +286,21 @@ def seed_and_login(stack: str, url: str) -> Gateway:
         raise CheckFailed(f"/api/me after login: {me}")
     passed(f"logged in through the gateway as {me.get('email', DEMO_ADMIN['email'])}")
     return gateway
+
+
+def check_live_simulator_then_pause_it(stack: str, gateway: Gateway) -> None:
+    """Wait for the stack's live simulator to feed a demo device, then scale it to 0.
+
+    The live simulator sends readings for every device it found at start: paused,
+    it cannot add to the test devices, whose totals must be exactly the replays'.
+    """
+    kitchen = gateway.get("/api/devices", q="Kitchen circuit").json()["items"][0]["id"]
+    today = datetime.now(UTC).date().isoformat()
+    wait_until("the live simulator's readings on a demo device", lambda: hourly_totals(
+        gateway, kitchen, [today]), timeout=180)
+    passed("the stack's live simulator feeds the demo devices through balancer and monitors")
+    docker("service", "scale", "--detach=false", f"{stack}_simulator=0")
+    say("paused the live simulator (scaled to 0) for the exact-totals checks")
 
 
 def create_device(gateway: Gateway, name: str, limit: str, owner_id: int) -> str:
@@ -398,6 +416,7 @@ def main() -> int:
         up = time.monotonic()
         say(f"stack healthy {up - started:.0f}s after deploy")
         gateway = seed_and_login(arguments.stack, arguments.url)
+        check_live_simulator_then_pause_it(arguments.stack, gateway)
         check_readings_reach_totals_and_alert(arguments.stack, gateway, arguments.url)
         check_killed_monitor_is_replaced_and_totals_stay_exact(arguments.stack, gateway)
     except CheckFailed as failure:
