@@ -11,6 +11,10 @@ an administrator); the other half stay with the bot. Then messages are sent at
 from `chat:send` to the first administrator's `chat:message`, a message of a bot
 client ("hi") from `chat:send` to the bot's answer at the client. Prints
 p50/p99; asserts nothing (goal: p99 < 150 ms).
+
+With `--direct N` it measures the support consumer alone instead: N client
+messages ("hi", 100 clients) published straight to `ems.chat` as the notifier
+would, and how fast they and their bot answers are stored.
 """
 
 from __future__ import annotations
@@ -55,7 +59,46 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--admins", type=int, default=5)
     parser.add_argument("--rate", type=float, default=200.0, help="client messages per second")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to send at that rate")
+    parser.add_argument("--direct", type=int, default=0, metavar="N",
+                        help="instead: publish N messages straight to ems.chat, measure the consumer alone")
     return parser.parse_args()
+
+
+def stored_messages(settings) -> int:
+    import pymysql
+
+    connection = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_user,
+                                 password=settings.db_password, database=settings.database_name("support"))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM messages")
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
+def run_direct(count: int, settings) -> None:
+    """Publish `count` client messages to ems.chat and time until they and their answers are stored."""
+    import json
+
+    from common.amqp import ConfirmingPublisher
+    from common.topology import CHAT_EXCHANGE, CHAT_MESSAGE_KEY
+
+    publisher = ConfirmingPublisher(settings)
+    bodies = [json.dumps({"sender": {"id": FIRST_USER_ID + n % 100, "role": "client", "name": "bench"},
+                          "payload": {"client_message_id": uuid.uuid4().hex, "body": "hi"},
+                          "received_at": "2026-11-26T12:00:00+00:00"}).encode() for n in range(count)]
+    started = time.perf_counter()
+    for body in bodies:
+        publisher.publish(CHAT_EXCHANGE, CHAT_MESSAGE_KEY, body)
+    published = time.perf_counter() - started
+    publisher.close()
+    deadline = time.monotonic() + DELIVERY_GRACE_SECONDS * 6
+    while (stored := stored_messages(settings)) < 2 * count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    print(f"published {count} messages in {published:.1f} s; {stored} messages (with bot answers) stored "
+          f"in {elapsed:.1f} s: {count / elapsed:.0f} client messages/s")
 
 
 def rabbitmqctl(*arguments: str) -> None:
@@ -203,6 +246,11 @@ def main() -> None:
         notifier = ServiceProcess(python_module("notifier"), name="notifier-chat-bench",
                                   env={"EMS_NOTIFIER_PORT": str(port)})
         consumer = ServiceProcess(python_module("support", "consumer"), name="support-consumer-bench")
+        if arguments.direct:
+            with consumer:
+                time.sleep(3)  # let it connect and seed its rules
+                run_direct(arguments.direct, settings)
+            return
         with notifier, consumer:
             wait_for_port(port, process=notifier.process)
             asyncio.run(run(arguments, settings, f"http://127.0.0.1:{port}"))
