@@ -1,6 +1,6 @@
 """Benchmark the ingestion pipeline: readings/s end to end per strategy, 1 vs 3 replicas.
 
-    .venv/bin/python bench/pipeline.py [--count 20000] [--devices 50] [--strategies ...]
+    .venv/bin/python bench/ingest.py [--count 20000] [--devices 50] [--strategies ...]
 
 Runs against a RabbitMQ virtual host and database prefix of its own (removed
 at the end). First measures the raw broker ceiling on this machine: one pika
