@@ -8,6 +8,7 @@ Socket.IO in a real Chromium.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 
@@ -26,11 +27,11 @@ PIPELINE_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def portal(migrated):
-    """Return the portal app on this run's database (to create users and devices)."""
+def portal(stack):
+    """Return the portal app on the stack's database (to create users and devices)."""
     from web import create_app
 
-    return create_app(migrated)
+    return create_app(stack.settings)
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +81,12 @@ def wait_until_the_monitor_knows(page, settings, device_id: str) -> None:
     raise AssertionError(f"the monitor never learnt of device {device_id}")
 
 
-def replay_readings(device_id: str, csv_path) -> None:
+def replay_readings(settings, device_id: str, csv_path) -> None:
     """Send the device's readings with the simulator, as an operator would."""
     csv_path.write_text(READINGS_CSV)
     finished = subprocess.run([*python_module("simulator"), "replay", "--device", device_id,
-                               "--csv", str(csv_path)], capture_output=True, text=True, timeout=60)
+                               "--csv", str(csv_path)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "EMS_AMQP_URL": settings.amqp_url})
     assert finished.returncode == 0, finished.stderr
 
 
@@ -96,7 +98,7 @@ def test_an_open_page_shows_the_toast_and_the_badge_when_a_device_goes_over_its_
     badge = page.locator("#alert-badge")
     assert badge.is_hidden()
 
-    replay_readings(device_id, tmp_path / "readings.csv")
+    replay_readings(stack.settings, device_id, tmp_path / "readings.csv")
 
     toast = page.locator("#toasts .toast-alert")
     toast.wait_for(timeout=PIPELINE_TIMEOUT_MS)
