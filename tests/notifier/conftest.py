@@ -52,6 +52,15 @@ class Browser:
     client: socketio.Client
     events: queue.Queue = field(default_factory=queue.Queue)
 
+    def received_now(self, name: str) -> list:
+        """Return the data of the events called `name` received so far, without waiting."""
+        found = []
+        while not self.events.empty():
+            event, data = self.events.get_nowait()
+            if event == name:
+                found.append(data)
+        return found
+
     def next_event(self, name: str, timeout: float = EVENT_TIMEOUT_SECONDS):
         """Return the data of the next event called `name`, skipping others."""
         while True:
