@@ -1,5 +1,6 @@
 """The portal's commands: `python -m web seed` and `python -m web demo-logins`."""
 
+import os
 import subprocess
 
 from sqlalchemy import text
@@ -41,3 +42,29 @@ def test_demo_logins_work_and_are_printed(app):
             "/login", data={"email": account.email, "password": account.password}
         )
         assert response.status_code == 303
+
+
+def test_create_admin_makes_a_working_administrator_from_the_environment_password(app):
+    email = "ops-admin@example.test"
+    result = subprocess.run(
+        python_module("web", "create-admin", "--email", email, "--name", "Operations"), cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "EMS_ADMIN_PASSWORD": "a-long-production-password"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a-long-production-password" not in result.stdout
+    response = app.test_client().post("/login", data={"email": email,
+                                                      "password": "a-long-production-password"})
+    assert response.status_code == 303
+    with app.app_context():
+        role = db.session.execute(text("SELECT role FROM users WHERE email = :e"), {"e": email}).scalar()
+    assert role == "admin"
+
+
+def test_create_admin_refuses_bad_input_with_the_reason():
+    result = subprocess.run(
+        python_module("web", "create-admin", "--email", "not-an-email", "--name", "X"), cwd=ROOT,
+        capture_output=True, text=True, timeout=120, env={**os.environ, "EMS_ADMIN_PASSWORD": "x"},
+    )
+    assert result.returncode == 2
+    assert "email" in result.stderr
