@@ -27,9 +27,11 @@ setup:
 migrate:
 	$(BIN)/python -m migrations upgrade
 
-## seed: demo administrator, clients and devices (safe to repeat)
+## seed: demo administrator, clients and devices, and a week of their readings (safe to repeat:
+## readings are identified by device and time, so a second backfill adds only what is new)
 seed:
 	$(BIN)/python -m web seed
+	$(BIN)/python -m simulator backfill --days 7 $$($(BIN)/python -m web demo-devices | sed 's/^/--device /')
 
 lint:
 	$(BIN)/ruff check .

@@ -43,6 +43,7 @@ def main() -> None:
     commands.add_parser("relay", help="publish outbox events to RabbitMQ until stopped")
     commands.add_parser("seed", help="create the demo administrator, clients and devices (idempotent)")
     commands.add_parser("demo-logins", help="print the demo logins")
+    commands.add_parser("demo-devices", help="print the demo devices' ids, one a line")
     admin = commands.add_parser("create-admin", help=f"create an administrator (password from "
                                 f"{ADMIN_PASSWORD_VARIABLE} or asked)")
     admin.add_argument("--email", required=True)
@@ -52,19 +53,22 @@ def main() -> None:
 
     if arguments.command == "create-admin":
         sys.exit(create_admin(settings, arguments.email, arguments.name))
+    elif arguments.command == "demo-devices":
+        from web.demo import DEMO_DEVICES
+
+        print("\n".join(device.id for device in DEMO_DEVICES))
     elif arguments.command == "demo-logins":
         from web.demo import demo_logins_text
 
         print(demo_logins_text())
     elif arguments.command == "seed":
         from web import create_app
-        from web.demo import demo_logins_text, seed
+        from web.demo import seed
 
         app = create_app(settings)
         with app.app_context():
             created = seed(app.extensions["ems_password_hasher"])
         print(f"Demo data ready ({created['users']} users and {created['devices']} devices created).")
-        print(demo_logins_text())
     else:
         from web.relay import run_relay
 

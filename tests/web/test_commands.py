@@ -1,4 +1,4 @@
-"""The portal's commands: `python -m web seed` and `python -m web demo-logins`."""
+"""The portal's commands: seed, demo-logins, demo-devices and create-admin."""
 
 import os
 import subprocess
@@ -68,3 +68,7 @@ def test_create_admin_refuses_bad_input_with_the_reason():
     )
     assert result.returncode == 2
     assert "email" in result.stderr
+
+
+def test_demo_devices_prints_the_seeded_device_ids_for_the_backfill():
+    assert run("demo-devices").split() == [device.id for device in DEMO_DEVICES]
