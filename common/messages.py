@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MAX_MESSAGE_BYTES = 4096
 # Ten minutes of a very large three-phase connection stays well below this.
@@ -27,9 +27,10 @@ class InvalidMessage(ValueError):
     """A message that does not follow its schema; the text is the reason."""
 
 
-def _load_object(body: bytes) -> dict:
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"body of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def load_json_object(body: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    """Decode a message body that must be one JSON object of at most `max_bytes`."""
+    if len(body) > max_bytes:
+        raise InvalidMessage(f"body of {len(body)} bytes exceeds {max_bytes}")
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -54,7 +55,7 @@ class Reading:
     @property
     def at(self) -> datetime:
         """Return the reading's time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.timestamp / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
 
     def to_json(self) -> bytes:
         """Encode the reading in the seed format."""
@@ -75,7 +76,7 @@ def parse_uuid(value) -> str:
 
 def parse_reading(body: bytes, now_ms: int | None = None) -> Reading:
     """Parse and validate a reading message in the seed format."""
-    value = _load_object(body)
+    value = load_json_object(body)
     expected = {"timestamp", "device_id", "measurement_value"}
     missing = expected - value.keys()
     if missing:
@@ -89,7 +90,7 @@ def parse_reading(body: bytes, now_ms: int | None = None) -> Reading:
         raise InvalidMessage("timestamp must be an integer of epoch milliseconds")
     timestamp = int(timestamp)
     if now_ms is None:
-        now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
     if timestamp < EARLIEST_READING_MS or timestamp > now_ms + MAX_READING_FUTURE_MS:
         raise InvalidMessage(f"timestamp {timestamp} is out of range")
 
@@ -149,7 +150,7 @@ class Event:
 
 def parse_event(body: bytes) -> Event:
     """Parse and validate a user or device event."""
-    value = _load_object(body)
+    value = load_json_object(body)
     event_type = value.get("type")
     sequence = value.get("sequence")
     if not isinstance(sequence, int) or isinstance(sequence, bool):
@@ -201,7 +202,7 @@ class Alert:
 
 def parse_alert(body: bytes) -> Alert:
     """Parse an alert message."""
-    value = _load_object(body)
+    value = load_json_object(body)
     try:
         return Alert(
             alert_id=int(value["alert_id"]),

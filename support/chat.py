@@ -6,7 +6,6 @@ the input is invalid or not allowed; the consumer dead-letters it with the reaso
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import ROLES, Identity
+from common.messages import InvalidMessage, load_json_object
 from support.extensions import db
 from support.models import MAX_BODY_CHARS, Conversation, Message, ReadState, utcnow
 
@@ -27,7 +27,7 @@ MAX_INBOUND_BYTES = 16_384
 _CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-class Rejected(ValueError):
+class Rejected(InvalidMessage):
     """An inbound chat message that is invalid or not allowed; the text is the reason."""
 
 
@@ -52,14 +52,10 @@ class Posted:
 
 def parse_inbound(body: bytes) -> Inbound:
     """Parse `{"sender": {...}, "payload": {...}, "received_at": ISO}` or raise Rejected."""
-    if len(body) > MAX_INBOUND_BYTES:
-        raise Rejected(f"body of {len(body)} bytes exceeds {MAX_INBOUND_BYTES}")
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise Rejected(f"not valid JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise Rejected("not a JSON object")
+        value = load_json_object(body, MAX_INBOUND_BYTES)
+    except InvalidMessage as error:
+        raise Rejected(str(error)) from error
     sender, payload = value.get("sender"), value.get("payload")
     if not isinstance(sender, dict) or not isinstance(payload, dict):
         raise Rejected("sender and payload must be objects")

@@ -7,7 +7,6 @@ after the commit; the consumer acks after that.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from flask import Flask
 
 from common.logs import log_event
+from common.messages import InvalidMessage, load_json_object
 from common.topology import CHAT_MESSAGE_KEY, CHAT_PRESENCE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
 from support import chat, presence
 from support.chat import Inbound, Rejected
@@ -79,7 +79,7 @@ class ChatService:
                 raise Rejected(f"unknown routing key {routing_key!r}")
             handler(body, batch)
             return None
-        except Rejected as error:
+        except InvalidMessage as error:  # Rejected included
             # Checks come before the message is written: a rejected one leaves nothing behind
             # but, at most, the sender's own (empty) conversation.
             return str(error)
@@ -93,7 +93,7 @@ class ChatService:
             client_message_id = chat.clean_client_message_id(client_message_id)
             body_text = chat.clean_body(payload.get("body"))
             conversation = chat.conversation_for_sender(sender, payload.get("conversation_id"))
-        except Rejected as error:
+        except InvalidMessage as error:  # Rejected included
             if isinstance(client_message_id, str):
                 reason = str(error)
                 batch.after_commit(lambda: self.broadcaster.error(sender.user_id, client_message_id[:64],
@@ -155,13 +155,7 @@ class ChatService:
 
     def on_presence(self, body: bytes, batch: Batch) -> None:
         """Record a notifier's connected administrators; emit when "anyone online" changes."""
-        try:
-            value = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Rejected(f"not valid JSON: {error}") from error
-        if not isinstance(value, dict):
-            raise Rejected("not a JSON object")
-        instance, admin_ids = presence.parse_presence(value)
+        instance, admin_ids = presence.parse_presence(load_json_object(body))
         presence.record_presence(instance, admin_ids)
         batch.after_commit(self.refresh_presence)
 

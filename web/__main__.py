@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import getpass
 import os
 import sys
@@ -13,7 +12,7 @@ from common.settings import load_settings
 
 # The first administrator's password: from this variable, else asked on the terminal.
 # Never a command-line argument, which other users could read in the process list.
-ADMIN_PASSWORD_VARIABLE = "EMS_ADMIN_PASSWORD"
+ADMIN_PASSWORD_VARIABLE = "EMS_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a password
 
 
 def create_admin(settings, email: str, name: str) -> int:
