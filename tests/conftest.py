@@ -9,57 +9,15 @@ consumers never take messages that other tests publish and expect to read.
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-from contextlib import contextmanager
-from urllib.parse import quote
 
 import pytest
 
-from common.db import drop_databases
 from common.settings import load_settings
 from migrations.runner import upgrade
+from tests.isolation import environment, isolated
 
 RUN_ID = secrets.token_hex(4)
-
-
-def _rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
-
-
-@contextmanager
-def environment(variables: dict):
-    """Set EMS_* variables for the duration of the block, then restore the old values."""
-    saved = {key: os.environ.get(key) for key in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextmanager
-def isolated(label: str, extra: dict | None = None):
-    """Yield EMS_* variables naming a fresh database prefix and RabbitMQ vhost; remove both after."""
-    vhost = f"ems-test-{label}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    variables = {
-        "EMS_DB_PREFIX": f"emst_{label.replace('-', '_')}_",
-        "EMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}",
-        **(extra or {}),
-    }
-    try:
-        yield variables
-    finally:
-        with environment(variables):
-            drop_databases(load_settings())
-        _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +52,8 @@ def stack_ports():
 def stack(settings, stack_ports):
     """Run the whole system (every Procfile process but the simulator) for this session.
 
-    Yields the Stack: `url` is the gateway's address and `settings` the stack's
-    own (its database prefix and vhost differ from the `settings` fixture's).
+    Yields the Stack: `url` is the gateway's address, `settings` and `env` the
+    stack's own (its database prefix and vhost differ from the `settings` fixture's).
     Browser and end-to-end tests use it; tests of one service start only that service.
     """
     from tests.processes import Stack, procfile_commands
@@ -111,6 +69,7 @@ def stack(settings, stack_ports):
             running.start([int(port) for port in stack_ports.values()])
             running.url = f"http://localhost:{stack_ports['EMS_GATEWAY_PORT']}"
             running.settings = stack_settings
+            running.env = variables
             yield running
         finally:
             running.stop()

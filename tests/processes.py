@@ -132,41 +132,62 @@ class Stack:
 
 
 class TcpProxy:
-    """A TCP forwarder a test can cut and restore, to stand for a broker outage.
+    """A TCP forwarder a test can cut and restore, to stand for an outage of what is behind it.
 
-    `stop()` closes the listening socket and every open connection, so clients
-    see the peer vanish; `start()` listens again on the same port.
+    The listening port stays bound for the proxy's whole life (nobody else can
+    take it meanwhile). While cut, every open connection is dropped and new ones
+    are hung up on at once, as clients see a peer that has vanished. A proxy is
+    created cut: `start()` (or `restore()`) opens it.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         import threading
 
         self.target = (target_host, target_port)
-        self.port = free_port()
         self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
+        self._open = False
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=32)
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def start(self) -> TcpProxy:
-        """Accept connections on `self.port` and forward them to the target."""
-        import threading
-
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(32)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        """Forward new connections to the target."""
+        self._open = True
         return self
 
-    def _accept(self, listener: socket.socket) -> None:
+    restore = start
+
+    def cut(self) -> None:
+        """Drop every open connection and hang up on new ones."""
+        self._open = False
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
+
+    stop = cut
+
+    def close(self) -> None:
+        """Cut, then release the port for good."""
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
         import threading
 
         while True:
             try:
-                client, _ = listener.accept()
+                client, _ = self._listener.accept()
             except OSError:
-                return  # the listener was closed by stop()
+                return  # closed by close()
+            if not self._open:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -192,26 +213,8 @@ class TcpProxy:
                 except OSError:
                     pass
 
-    def stop(self) -> None:
-        """Refuse new connections and cut the open ones."""
-        if self._listener is not None:
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
-            except OSError:
-                pass
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            connection.close()
-
     def __enter__(self) -> TcpProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -24,7 +25,7 @@ def demo_stack(stack):
     """The whole stack with the demo users."""
     # The stack has a database and vhost of its own: seed with its environment.
     subprocess.run([sys.executable, "-m", "web", "seed"], cwd=ROOT, check=True, capture_output=True,
-                   timeout=120, env=stack.processes["web"].env)
+                   timeout=120, env={**os.environ, **stack.env})
     return stack
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import subprocess
 from contextlib import closing
-from urllib.parse import quote
 
 import pytest
 
 from common.amqp import ConfirmingPublisher
+from tests.isolation import own_vhost
 from tests.notifier.conftest import Browser, make_alert, new_user_id, publish_alert, token_for
 from tests.processes import ServiceProcess, TcpProxy, free_port, python_module, wait_for_port
 
@@ -24,21 +23,11 @@ from tests.processes import ServiceProcess, TcpProxy, free_port, python_module, 
 RECONNECT_TIMEOUT_SECONDS = 20
 
 
-def rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def lone_settings(settings):
     """Return this run's settings on a virtual host that only this module's notifier uses."""
-    vhost = f"{settings.amqp_url.rsplit('/', 1)[1]}-bridge-{secrets.token_hex(2)}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield dataclasses.replace(
-            settings, amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}")
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+    with own_vhost(f"bridge-{secrets.token_hex(3)}") as amqp_url:
+        yield dataclasses.replace(settings, amqp_url=amqp_url)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ other relay of this test run (the whole-stack fixture runs one) takes their even
 
 import json
 import secrets
-import subprocess
 import time
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pytest
@@ -20,6 +19,7 @@ from common.db import drop_databases, engine_options
 from common.settings import load_settings
 from common.topology import EVENTS_EXCHANGE, declare_topology
 from migrations.runner import upgrade
+from tests.isolation import own_vhost
 from tests.processes import ServiceProcess, TcpProxy, python_module
 from web import create_app
 from web.accounts import create_user
@@ -30,25 +30,17 @@ from web.relay import relay_batch
 TABLES = ("outbox", "devices", "users")
 
 
-def rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def isolated(settings):
     """Return settings with their own portal database and virtual host."""
     suffix = secrets.token_hex(3)
-    vhost = f"ems-test-relay-{suffix}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = urlunsplit(urlsplit(settings.amqp_url)._replace(path="/" + quote(vhost, safe="")))
-    own = load_settings(db_prefix=f"{settings.db_prefix}relay{suffix}_", amqp_url=url)
-    upgrade(own, ("web",))
-    try:
-        yield own
-    finally:
-        drop_databases(own, ("web",))
-        rabbitmqctl("delete_vhost", vhost)
+    with own_vhost(f"relay-{suffix}") as amqp_url:
+        own = load_settings(db_prefix=f"{settings.db_prefix}relay{suffix}_", amqp_url=amqp_url)
+        upgrade(own, ("web",))
+        try:
+            yield own
+        finally:
+            drop_databases(own, ("web",))
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +219,7 @@ def test_relay_started_during_a_broker_outage_publishes_once_the_broker_is_back(
         assert relay.running, relay.log()
     finally:
         relay.stop()
-        proxy.stop()
+        proxy.close()
     assert tap.is_empty()  # each event exactly once here (consumers dedupe by sequence anyway)
 
 
