@@ -33,7 +33,6 @@ import random
 import resource
 import secrets
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,6 @@ import uuid
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,6 +61,7 @@ from common.topology import (  # noqa: E402
     alert_routing_key,
 )
 from migrations.runner import upgrade  # noqa: E402
+from tests.isolation import isolated  # noqa: E402
 from tests.processes import ServiceProcess, free_port, python_module, wait_for_port  # noqa: E402
 
 CONNECT_CONCURRENCY = 100
@@ -95,27 +94,6 @@ def raise_open_files_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-def rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
-
-
-class BenchVirtualHost:
-    """A RabbitMQ virtual host of the benchmark's own, so no running EMS competes for alerts."""
-
-    def __enter__(self) -> str:
-        self.name = f"ems-bench-{secrets.token_hex(4)}"
-        rabbitmqctl("add_vhost", self.name)
-        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        return self.name
-
-    def __exit__(self, *exc) -> None:
-        try:
-            rabbitmqctl("delete_vhost", self.name)
-        except subprocess.CalledProcessError:
-            # Never hide the benchmark's own error behind the clean-up's.
-            print(f"could not delete virtual host {self.name}; remove it with rabbitmqctl")
 
 
 def rss_kib(pid: int) -> int:
@@ -357,9 +335,9 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     arguments = parse_arguments()
     print(f"open files limit: {raise_open_files_limit()}")
-    with BenchVirtualHost() as vhost:
-        os.environ["EMS_AMQP_URL"] = f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
-        os.environ["EMS_DB_PREFIX"] = f"emsb_{secrets.token_hex(3)}_"
+    # A vhost and databases of its own, so no running EMS competes for the alerts.
+    with isolated(f"bench-alerts-{secrets.token_hex(3)}") as variables:
+        os.environ.update(variables)
         settings = load_settings()
         port = free_port()
         notifier = ServiceProcess(python_module("notifier"), name="notifier-bench",

@@ -26,12 +26,10 @@ import random
 import resource
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,9 +38,9 @@ import aiohttp  # noqa: E402
 import socketio  # noqa: E402
 
 from common.auth import Identity, mint_access_token  # noqa: E402
-from common.db import drop_databases  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from migrations.runner import upgrade  # noqa: E402
+from tests.isolation import isolated  # noqa: E402
 from tests.processes import ServiceProcess, free_port, python_module, wait_for_port  # noqa: E402
 
 CONNECT_CONCURRENCY = 50
@@ -99,10 +97,6 @@ def run_direct(count: int, settings) -> None:
     elapsed = time.perf_counter() - started
     print(f"published {count} messages in {published:.1f} s; {stored} messages (with bot answers) stored "
           f"in {elapsed:.1f} s: {count / elapsed:.0f} client messages/s")
-
-
-def rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
 
 
 class ChatLoad:
@@ -229,18 +223,11 @@ def main() -> None:
     arguments = parse_arguments()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    vhost = f"ems-bench-chat-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    os.environ.update({
-        "EMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}",
-        "EMS_DB_PREFIX": f"emsbench_{secrets.token_hex(3)}_",
-        "EMS_LOG_LEVEL": "WARNING",
-        "EMS_LLM_BASE_URL": "",
-        "EMS_LLM_MODEL": "",
-    })
-    settings = load_settings()
-    try:
+    with isolated(f"bench-chat-{secrets.token_hex(3)}", {
+        "EMS_LOG_LEVEL": "WARNING", "EMS_LLM_BASE_URL": "", "EMS_LLM_MODEL": "",
+    }) as variables:
+        os.environ.update(variables)
+        settings = load_settings()
         upgrade(settings, ("support",))
         port = free_port()
         notifier = ServiceProcess(python_module("notifier"), name="notifier-chat-bench",
@@ -254,9 +241,6 @@ def main() -> None:
         with notifier, consumer:
             wait_for_port(port, process=notifier.process)
             asyncio.run(run(arguments, settings, f"http://127.0.0.1:{port}"))
-    finally:
-        drop_databases(settings, ("support",))
-        rabbitmqctl("delete_vhost", vhost)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,7 +31,6 @@ from sqlalchemy import text  # noqa: E402
 
 from balancer.strategies import STRATEGY_NAMES  # noqa: E402
 from common.amqp import connect  # noqa: E402
-from common.db import drop_databases  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from common.topology import (  # noqa: E402
     DEAD_LETTERS_QUEUE,
@@ -46,6 +43,7 @@ from migrations.runner import upgrade  # noqa: E402
 from monitor.storage import create_monitor_engine  # noqa: E402
 from simulator.modes import load_bodies, now_ms  # noqa: E402
 from simulator.publisher import ConfirmedBurstPublisher  # noqa: E402
+from tests.isolation import isolated  # noqa: E402
 from tests.processes import ServiceProcess, python_module  # noqa: E402
 
 GOAL_READINGS_PER_SECOND = 3000
@@ -62,10 +60,6 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGY_NAMES))
     parser.add_argument("--replicas", nargs="*", type=int, default=[1, 3])
     return parser.parse_args()
-
-
-def rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
 
 
 def broker_ceiling(settings, count: int) -> float:
@@ -176,13 +170,9 @@ class PipelineRun:
 def main() -> None:
     """Run the benchmark and print the table."""
     arguments = parse_arguments()
-    vhost = f"ems-bench-{secrets.token_hex(3)}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    os.environ.update({"EMS_DB_PREFIX": f"emsb_{secrets.token_hex(3)}_", "EMS_ENV": "test",
-                       "EMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"})
-    settings = load_settings()
-    try:
+    with isolated(f"bench-ingest-{secrets.token_hex(3)}", {"EMS_ENV": "test"}) as variables:
+        os.environ.update(variables)
+        settings = load_settings()
         upgrade(settings, ("monitor",))
         engine = create_monitor_engine(settings)
         ceiling = broker_ceiling(settings, arguments.count)
@@ -200,9 +190,6 @@ def main() -> None:
             print(f"{strategy:<14}" + "".join(cells), flush=True)
         print(f"goal with 3 replicas: >= {GOAL_READINGS_PER_SECOND:,} readings/s, ratio >= {GOAL_RATIO}")
         engine.dispose()
-    finally:
-        drop_databases(settings, ("monitor",))
-        rabbitmqctl("delete_vhost", vhost)
 
 
 if __name__ == "__main__":
