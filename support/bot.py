@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 # What a rule does when it fires. Data actions answer from the client's devices.
 ACTIONS = ("reply", "handoff", "today", "yesterday", "latest_alert", "limit", "top_device")
@@ -70,12 +71,25 @@ class Vocabulary:
         pairs.sort(key=lambda pair: -len(pair[0]))
         return cls(tuple(pairs))
 
+    @cached_property
+    def _variants_by_first_word(self) -> dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]]:
+        # Only the variants that start with the word at hand can match there; each
+        # list keeps the longest-first order. (The bot matches every client message.)
+        index: dict[str, list] = {}
+        for source, target in self.variants:
+            index.setdefault(source[0], []).append((source, target))
+        return index
+
+    @cached_property
+    def _pattern_terms(self) -> dict[str, tuple[tuple[str, ...], ...]]:
+        return {}
+
     def canonical(self, tokens: list[str]) -> tuple[str, ...]:
         """Replace every synonym variant in `tokens` by its canonical words."""
         result: list[str] = []
         position = 0
         while position < len(tokens):
-            for source, target in self.variants:
+            for source, target in self._variants_by_first_word.get(tokens[position], ()):
                 if tuple(tokens[position:position + len(source)]) == source:
                     result.extend(target)
                     position += len(source)
@@ -89,6 +103,14 @@ class Vocabulary:
         """Return the canonical words of `text`."""
         return self.canonical(words(text))
 
+    def terms(self, pattern: str) -> tuple[tuple[str, ...], ...]:
+        """Return the canonical words of each `+`-separated term of a rule pattern (memoized)."""
+        terms = self._pattern_terms.get(pattern)
+        if terms is None:
+            normalized = (self.normalize(term) for term in pattern.split(TERM_SEPARATOR))
+            terms = self._pattern_terms[pattern] = tuple(term for term in normalized if term)
+        return terms
+
 
 def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
     """Tell whether `needle` occurs as consecutive whole words in `haystack`."""
@@ -100,8 +122,7 @@ def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
 
 def pattern_matches(pattern: str, message_words: tuple[str, ...], vocabulary: Vocabulary) -> bool:
     """Tell whether every term of `pattern` occurs in the message's words."""
-    terms = [vocabulary.normalize(term) for term in pattern.split(TERM_SEPARATOR)]
-    terms = [term for term in terms if term]
+    terms = vocabulary.terms(pattern)
     return bool(terms) and all(_contains(message_words, term) for term in terms)
 
 
