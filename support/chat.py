@@ -174,11 +174,19 @@ def _advance_read(conversation: Conversation, reader: Identity, message_id: int)
     return True
 
 
-def _note_own_message(conversation: Conversation, sender: Identity, message_id: int) -> None:
-    """Record that the sender has read what they wrote (one upsert: this runs for every message)."""
-    insert = mysql_insert(ReadState).values(conversation_id=conversation.id, participant_id=sender.user_id,
-                                            participant_role=sender.role, last_read_message_id=message_id,
-                                            updated_at=utcnow())
+def note_own_messages(latest_own: dict[tuple[int, int, str], int]) -> None:
+    """Record that senders have read up to what they wrote: {(conversation, user, role): message id}.
+
+    Replying means having read the conversation, so this moves the sender's read
+    mark (never backwards). One multi-row upsert for a whole batch of messages.
+    """
+    if not latest_own:
+        return
+    now = utcnow()
+    rows = [{"conversation_id": conversation_id, "participant_id": user_id, "participant_role": role,
+             "last_read_message_id": message_id, "updated_at": now}
+            for (conversation_id, user_id, role), message_id in sorted(latest_own.items())]
+    insert = mysql_insert(ReadState).values(rows)
     db.session.execute(insert.on_duplicate_key_update(
         last_read_message_id=sa.func.greatest(ReadState.last_read_message_id,
                                               insert.inserted.last_read_message_id),
@@ -186,7 +194,10 @@ def _note_own_message(conversation: Conversation, sender: Identity, message_id: 
 
 
 def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str) -> Posted:
-    """Store a client's or admin's message once; reopen or take the conversation as needed."""
+    """Store a client's or admin's message once; reopen or take the conversation as needed.
+
+    The caller records the sender's read mark (`note_own_messages`), once per batch.
+    """
     existing = _find_message(sender.user_id, client_message_id)
     if existing is not None:
         return Posted(existing, conversation, created=False, state_changed=False)
@@ -208,7 +219,6 @@ def post_message(sender: Identity, conversation: Conversation, body: str, client
     # IntegrityError, the caller rolls back and the redelivery finds the message above.
     db.session.flush()
     conversation.last_message_at = now
-    _note_own_message(conversation, sender, message.id)
     return Posted(message, conversation, created=True,
                   state_changed=before != (conversation.state, conversation.assigned_admin_id))
 

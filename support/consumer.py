@@ -29,7 +29,7 @@ from common.topology import SUPPORT_INBOUND_QUEUE
 from support.service import ChatService
 
 logger = logging.getLogger(__name__)
-WORKERS = 4
+WORKERS = 2
 PREFETCH = 128
 BATCH_MAX = 32
 POLL_SECONDS = 0.2

@@ -31,9 +31,16 @@ class Batch:
 
     reasons: list[str | None] = field(default_factory=list)
     effects: list[Callable[[], None]] = field(default_factory=list)
+    # (conversation id, sender id, role) -> the sender's newest message in this batch.
+    latest_own: dict[tuple[int, int, str], int] = field(default_factory=dict)
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self.effects.append(effect)
+
+    def wrote(self, conversation_id: int, sender, message_id: int) -> None:
+        """Note a stored message, so that its sender's read mark moves up to it."""
+        key = (conversation_id, sender.user_id, sender.role)
+        self.latest_own[key] = max(message_id, self.latest_own.get(key, 0))
 
 
 class ChatService:
@@ -62,6 +69,7 @@ class ChatService:
             try:
                 for routing_key, body in messages:
                     batch.reasons.append(self._dispatch(routing_key, body, batch))
+                chat.note_own_messages(batch.latest_own)
                 db.session.commit()
             except BaseException:
                 db.session.rollback()
@@ -101,6 +109,8 @@ class ChatService:
             raise
         posted = chat.post_message(sender, conversation, body_text, client_message_id)
         message, state_changed = posted.message, posted.state_changed
+        if posted.created:
+            batch.wrote(conversation.id, sender, message.id)
         log_event(logger, "support.message_stored", conversation_id=conversation.id,
                   message_id=message.id, role=sender.role, duplicate=not posted.created)
         reply, ask_pool = None, False
