@@ -88,7 +88,9 @@ class Settings:
     replica: int = 1
     balancer_strategy: str = "round-robin"
 
-    # Local ports (the gateway's routes follow them, see Caddyfile).
+    # Local ports (the gateway's routes follow them, see Caddyfile). Servers listen on
+    # `bind_host`: loopback locally, every interface inside a container.
+    bind_host: str = "127.0.0.1"
     gateway_port: int = 8080
     web_port: int = 5000
     support_port: int = 5001
@@ -151,6 +153,7 @@ def load_settings(**overrides) -> Settings:
         monitor_replicas=_int("MONITOR_REPLICAS", 3),
         replica=_int("REPLICA", 1),
         balancer_strategy=_text("BALANCER_STRATEGY", "round-robin"),
+        bind_host=_text("BIND_HOST", "127.0.0.1"),
         gateway_port=_int("GATEWAY_PORT", 8080),
         web_port=_int("WEB_PORT", 5000),
         support_port=_int("SUPPORT_PORT", 5001),

@@ -56,8 +56,8 @@ def main() -> None:
     gc.freeze()
     log_event(logging.getLogger("notifier"), "notifier.start", port=settings.notifier_port,
               max_connections=MAX_CONNECTIONS, open_files=open_files)
-    # Every interface: in Swarm the gateway reaches the notifier from another container.
-    app.extensions["socketio"].run(app, host="0.0.0.0", port=settings.notifier_port,  # noqa: S104
+    # Loopback locally; every interface in Swarm (EMS_BIND_HOST), where the gateway is another container.
+    app.extensions["socketio"].run(app, host=settings.bind_host, port=settings.notifier_port,
                                    max_size=MAX_CONNECTIONS, log_output=False)
 
 

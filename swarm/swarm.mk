@@ -1,4 +1,4 @@
-# Docker Swarm targets (included by the Makefile). See swarm/README.md.
+# Docker Swarm targets (included by the Makefile). See "Deploy on Docker Swarm" in README.md.
 #   make swarm-up                      build the image, create secrets, deploy
 #   make swarm-down                    remove the stack (volumes and secrets stay)
 #   make swarm-scale-monitors N=5      monitors to 5, balancer in step
