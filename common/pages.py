@@ -4,6 +4,7 @@ layout, htmx-flask, the viewer's identity in templates, and the error pages."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, render_template, request
@@ -20,7 +21,8 @@ TIMEZONE_COOKIE = "tz"
 
 def viewer_timezone() -> ZoneInfo:
     """Return the viewer's time zone: `?tz=`, else the browser's cookie, else UTC."""
-    name = request.args.get("tz") or request.cookies.get(TIMEZONE_COOKIE) or "UTC"
+    # The browser stores the name URL-encoded ("Europe%2FBucharest").
+    name = request.args.get("tz") or unquote(request.cookies.get(TIMEZONE_COOKIE, "")) or "UTC"
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

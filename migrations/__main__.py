@@ -1,6 +1,7 @@
 """Run the migrations: `python -m migrations upgrade [web|support|monitor ...]`."""
 
 import argparse
+import logging
 
 from common.db import SERVICES_WITH_DATABASE
 from common.logs import configure_logging
@@ -19,6 +20,8 @@ def main() -> None:
         parser.error(f"unknown database(s): {', '.join(sorted(unknown))}")
     settings = load_settings()
     configure_logging("migrations", settings.log_level)
+    # Alembic narrates every step at INFO; our own line per database says enough.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(settings, tuple(arguments.services) or SERVICES_WITH_DATABASE)
 
 

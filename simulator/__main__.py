@@ -19,8 +19,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="mode", required=True)
 
     def with_devices(command):
-        command.add_argument("--device", action="append", default=[], metavar="UUID",
-                             help="device id (repeatable; default: every device from the web API)")
+        command.add_argument("--device", action="append", default=[], metavar="UUID[=LIMIT]",
+                             help="device id, optionally with its hourly limit in kWh to scale the "
+                                  "household model (repeatable; default: every device from the web API)")
         return command
 
     replay = with_devices(commands.add_parser("replay", help="send a CSV of one kWh value per 10 minutes"))

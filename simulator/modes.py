@@ -57,10 +57,16 @@ def fetch_devices(settings: Settings) -> list[dict]:
     return devices
 
 
+def parse_device_argument(argument: str) -> dict:
+    """Parse `UUID` or `UUID=LIMIT` (the device's hourly limit in kWh) from the command line."""
+    device_id, _, limit = argument.partition("=")
+    return {"id": device_id, "max_hourly_kwh": float(limit) if limit else None}
+
+
 def resolve_devices(arguments, settings: Settings) -> list[dict]:
     """Return the devices to simulate: the given ids, else the web API's list."""
     if arguments.device:
-        return [{"id": device_id, "max_hourly_kwh": None} for device_id in arguments.device]
+        return [parse_device_argument(argument) for argument in arguments.device]
     try:
         devices = fetch_devices(settings)
     except (requests.RequestException, ValueError) as error:

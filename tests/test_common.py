@@ -103,3 +103,24 @@ def test_topology_declares_one_ingest_queue_per_replica(settings):
         ]
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "cookie", "expected"),
+    [
+        ("", "Europe%2FBucharest", "Europe/Bucharest"),  # as the browser's ems.js stores it
+        ("", "America/New_York", "America/New_York"),
+        ("?tz=Asia/Tokyo", "Europe%2FBucharest", "Asia/Tokyo"),
+        ("", "Not/AZone", "UTC"),
+        ("", None, "UTC"),
+    ],
+)
+def test_viewer_timezone_comes_from_the_query_then_the_browser_cookie(query, cookie, expected):
+    from flask import Flask
+
+    from common.pages import TIMEZONE_COOKIE, viewer_timezone
+
+    app = Flask("timezone-test")
+    headers = {"Cookie": f"{TIMEZONE_COOKIE}={cookie}"} if cookie else {}
+    with app.test_request_context("/" + query, headers=headers):
+        assert viewer_timezone().key == expected

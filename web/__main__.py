@@ -42,7 +42,8 @@ def main() -> None:
     commands.add_parser("relay", help="publish outbox events to RabbitMQ until stopped")
     commands.add_parser("seed", help="create the demo administrator, clients and devices (idempotent)")
     commands.add_parser("demo-logins", help="print the demo logins")
-    commands.add_parser("demo-devices", help="print the demo devices' ids, one a line")
+    commands.add_parser("demo-devices", help="print the demo devices as ID=LIMIT, one a line "
+                                             "(the simulator's --device format)")
     admin = commands.add_parser("create-admin", help=f"create an administrator (password from "
                                 f"{ADMIN_PASSWORD_VARIABLE} or asked)")
     admin.add_argument("--email", required=True)
@@ -55,7 +56,7 @@ def main() -> None:
     elif arguments.command == "demo-devices":
         from web.demo import DEMO_DEVICES
 
-        print("\n".join(device.id for device in DEMO_DEVICES))
+        print("\n".join(f"{device.id}={device.max_hourly_kwh}" for device in DEMO_DEVICES))
     elif arguments.command == "demo-logins":
         from web.demo import demo_logins_text
 

@@ -100,3 +100,15 @@ def test_the_demo_reads_every_page_of_devices_from_the_portal_as_an_admin(pipeli
     assert seen_roles == ["admin", "admin"]
     readings = queued_readings(pipeline)
     assert {r["device_id"] for r in readings} == {pages[1][0]["id"], pages[2][0]["id"]}
+
+
+def test_backfill_scales_a_device_with_a_given_limit_to_stay_mostly_below_it(pipeline):
+    assert simulate("backfill", "--days", "2", "--device", f"{DEVICE}=0.5").startswith("sent=288 ")
+    readings = queued_readings(pipeline)
+    hourly: dict[int, float] = {}
+    for reading in readings:
+        hour = (reading["timestamp"] - 1) // 3_600_000
+        hourly[hour] = hourly.get(hour, 0.0) + reading["measurement_value"]
+    over = [kwh for kwh in hourly.values() if kwh > 0.5]
+    # The model's evening peak sits near half the limit: a rare hour over, never most of them.
+    assert len(over) <= len(hourly) // 10, sorted(hourly.values())

@@ -71,4 +71,4 @@ def test_create_admin_refuses_bad_input_with_the_reason():
 
 
 def test_demo_devices_prints_the_seeded_device_ids_for_the_backfill():
-    assert run("demo-devices").split() == [device.id for device in DEMO_DEVICES]
+    assert run("demo-devices").split() == [f"{device.id}={device.max_hourly_kwh}" for device in DEMO_DEVICES]
