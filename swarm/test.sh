@@ -44,6 +44,10 @@ ensure_tools() {
   fi
 }
 
+# Left behind when this machine cannot run dockerd at all: .ci/run then skips the stack test.
+DOCKERD_UNAVAILABLE_MARKER=/tmp/ems-dockerd-unavailable
+rm -f "$DOCKERD_UNAVAILABLE_MARKER"
+
 ensure_dockerd() {
   docker info >/dev/null 2>&1 && return
   step "Starting dockerd"
@@ -51,6 +55,7 @@ ensure_dockerd() {
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
   echo "dockerd did not start; its log:" >&2
   tail -20 /var/log/ems-dockerd.log >&2
+  touch "$DOCKERD_UNAVAILABLE_MARKER"
   exit 1
 }
 
