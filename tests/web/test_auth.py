@@ -11,6 +11,8 @@ from common.settings import load_settings
 from tests.web.conftest import PASSWORD, sign_in
 from web import create_app
 
+NINA_SIGNUP = {"name": "Nina", "email": "nina@example.test", "password": "a long password",
+               "password_confirm": "a long password"}
 
 def test_anonymous_visitor_is_sent_to_login_with_the_page_to_come_back_to(app):
     response = app.test_client().get("/admin/devices?q=pump")
@@ -194,12 +196,7 @@ def test_signup_creates_a_client_and_signs_in(app):
     client = app.test_client()
     response = client.post(
         "/signup",
-        data={
-            "name": "Nina",
-            "email": "nina@example.test",
-            "password": "a long password",
-            "password_confirm": "a long password",
-        },
+        data=NINA_SIGNUP,
     )
     assert response.status_code == 303
     me = client.get("/api/me")
@@ -209,12 +206,7 @@ def test_signup_creates_a_client_and_signs_in(app):
 def test_signup_errors_are_shown_on_the_form(app):
     response = app.test_client().post(
         "/signup",
-        data={
-            "name": "",
-            "email": "nina@example.test",
-            "password": "a long password",
-            "password_confirm": "other",
-        },
+        data={**NINA_SIGNUP, "name": "", "password_confirm": "other"},
     )
     assert response.status_code == 422
     assert b"the passwords do not match" in response.data
@@ -227,12 +219,7 @@ def test_admin_can_close_signup(app, admin_browser):
     assert anonymous.get("/signup").status_code == 403
     refused = anonymous.post(
         "/signup",
-        data={
-            "name": "Nina",
-            "email": "nina@example.test",
-            "password": "a long password",
-            "password_confirm": "a long password",
-        },
+        data=NINA_SIGNUP,
     )
     assert refused.status_code == 403
     assert (
