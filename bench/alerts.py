@@ -30,7 +30,6 @@ import gc
 import json
 import os
 import random
-import resource
 import secrets
 import statistics
 import sys
@@ -48,6 +47,7 @@ import aiohttp  # noqa: E402
 import pymysql  # noqa: E402
 import socketio  # noqa: E402
 
+from bench.measure import percentile, raise_open_files_limit  # noqa: E402
 from common.amqp import ConfirmingPublisher, connect  # noqa: E402
 from common.auth import Identity, mint_access_token  # noqa: E402
 from common.db import create_databases, drop_databases  # noqa: E402
@@ -86,14 +86,6 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--max-connections", type=int, default=5000,
                         help="sockets to try to hold at once on the one notifier")
     return parser.parse_args()
-
-
-def raise_open_files_limit() -> int:
-    """Let this process open as many sockets as the hard limit allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def rss_kib(pid: int) -> int:
@@ -262,11 +254,6 @@ async def wait_for_deliveries(clients: Clients, expected: int) -> None:
     deadline = time.monotonic() + DELIVERY_GRACE_SECONDS
     while len(clients.received) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 async def run(arguments: argparse.Namespace, settings, notifier: ServiceProcess, url: str,

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import random
-import resource
 import secrets
 import statistics
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import socketio  # noqa: E402
 
+from bench.measure import percentile, raise_open_files_limit  # noqa: E402
 from common.auth import Identity, mint_access_token  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from migrations.runner import upgrade  # noqa: E402
@@ -144,11 +144,6 @@ class ChatLoad:
         return client_message_id
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def report(name: str, latencies: list[float], expected: int) -> None:
     if not latencies:
         print(f"{name}: nothing delivered of {expected}")
@@ -221,8 +216,7 @@ async def run(arguments: argparse.Namespace, settings, url: str) -> None:
 def main() -> None:
     """Run the benchmark in a virtual host and database of its own, and print its figures."""
     arguments = parse_arguments()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()
     with isolated(f"bench-chat-{secrets.token_hex(3)}", {
         "EMS_LOG_LEVEL": "WARNING", "EMS_LLM_BASE_URL": "", "EMS_LLM_MODEL": "",
     }) as variables:
