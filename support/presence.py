@@ -1,13 +1,15 @@
 """Whether any administrator is online, from the notifiers' presence reports.
 
 Each notifier instance reports its connected administrators when that set
-changes and every 15 s; an instance silent for 45 s counts as gone.
+changes and every 15 s; an instance silent for 45 s counts as gone. A report
+counts from when it was made, not when it was read: reports that waited in the
+queue (from a notifier since stopped, say) must not bring its admins back.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -18,25 +20,39 @@ from support.models import PresenceInstance, utcnow
 SILENT_AFTER = timedelta(seconds=45)
 
 
-def parse_presence(value: dict) -> tuple[str, list[int]]:
-    """Return (instance, admin ids) of a presence report, or raise Rejected."""
+def parse_presence(value: dict) -> tuple[str, list[int], datetime | None]:
+    """Return (instance, admin ids, when reported, naive UTC) of a presence report, or raise Rejected."""
     instance, admin_ids = value.get("instance"), value.get("admin_ids")
     if not isinstance(instance, str) or not 1 <= len(instance) <= 120:
         raise Rejected("instance must be a string of 1-120 characters")
     if not isinstance(admin_ids, list) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in admin_ids):
         raise Rejected("admin_ids must be a list of integers")
-    return instance, sorted(set(admin_ids))
+    reported_at = None
+    if value.get("at") is not None:
+        try:
+            reported_at = datetime.fromisoformat(value["at"]).astimezone(UTC).replace(tzinfo=None)
+        except (TypeError, ValueError) as error:
+            raise Rejected("at must be an ISO-8601 time") from error
+    return instance, sorted(set(admin_ids)), reported_at
 
 
-def record_presence(instance: str, admin_ids: list[int]) -> None:
-    """Store what one notifier instance reported, stamped with our own clock."""
+def record_presence(instance: str, admin_ids: list[int], reported_at: datetime | None = None) -> None:
+    """Store what one notifier instance reported, as of when it reported it.
+
+    Our own clock caps the report's time, so a notifier whose clock runs ahead
+    cannot keep its administrators online longer.
+    """
     row = db.session.get(PresenceInstance, instance, with_for_update=True)
     if row is None:
         row = PresenceInstance(instance=instance)
         db.session.add(row)
+    now = utcnow()
+    seen_at = min(reported_at, now) if reported_at is not None else now
+    if row.seen_at is not None and seen_at < row.seen_at:
+        return  # an older report than the one already stored
     row.admin_ids_json = json.dumps(admin_ids)
-    row.seen_at = utcnow()
+    row.seen_at = seen_at
 
 
 def online_admin_ids() -> set[int]:

@@ -165,8 +165,8 @@ class ChatService:
 
     def on_presence(self, body: bytes, batch: Batch) -> None:
         """Record a notifier's connected administrators; emit when "anyone online" changes."""
-        instance, admin_ids = presence.parse_presence(load_json_object(body))
-        presence.record_presence(instance, admin_ids)
+        instance, admin_ids, reported_at = presence.parse_presence(load_json_object(body))
+        presence.record_presence(instance, admin_ids, reported_at)
         batch.after_commit(self.refresh_presence)
 
     def refresh_presence(self) -> None:

@@ -1,6 +1,7 @@
 """Validation of inbound chat messages (what the notifier publishes to ems.chat)."""
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -82,10 +83,16 @@ def test_ids_must_be_positive_integers(raw, valid):
     ({"instance": "", "admin_ids": []}, False),
     ({"instance": "n-1", "admin_ids": ["3"]}, False),
     ({"instance": "n-1"}, False),
+    ({"instance": "n-1", "admin_ids": [], "at": "yesterday"}, False),
 ])
 def test_presence_reports_are_validated(value, valid):
     if valid:
-        assert parse_presence(value) == ("n-1", sorted(set(value["admin_ids"])))
+        assert parse_presence(value) == ("n-1", sorted(set(value["admin_ids"])), None)
     else:
         with pytest.raises(Rejected):
             parse_presence(value)
+
+
+def test_a_presence_report_counts_from_when_it_was_made():
+    report = {"instance": "n-1", "admin_ids": [4], "at": "2026-11-26T17:00:00.000+01:00"}
+    assert parse_presence(report)[2] == datetime(2026, 11, 26, 16, 0)

@@ -1,12 +1,13 @@
-"""Read marks kept by the consumer's batches: writing means having read."""
+"""What the consumer's batches keep besides messages: read marks and administrators' presence."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from common.auth import Identity
-from common.topology import CHAT_MESSAGE_KEY
-from support import chat
+from common.topology import CHAT_MESSAGE_KEY, CHAT_PRESENCE_KEY
+from support import chat, presence
 from support.extensions import db
 from support.models import Message
 from support.notify import Broadcaster
@@ -51,3 +52,27 @@ def test_each_sender_has_read_up_to_their_newest_message_of_the_batch(migrated, 
     service.process([inbound(client, client_message_id=first, body="talk to a human")])
     with app.app_context():
         assert chat.last_read(conversation_id, client.user_id) == message_id(app, second)
+
+
+def presence_report(instance: str, admin_id: int, at: datetime) -> tuple[str, bytes]:
+    return CHAT_PRESENCE_KEY, json.dumps({"instance": instance, "admin_ids": [admin_id],
+                                          "at": at.isoformat()}).encode()
+
+
+def test_a_presence_report_that_waited_in_the_queue_does_not_bring_its_admin_back(migrated, fake_monitor):
+    app, responder, emitter = make_responder(migrated, fake_monitor)
+    service = ChatService(app, Broadcaster(emitter), responder)
+    stale_admin, live_admin = new_user_id(), new_user_id()
+    now = datetime.now(UTC)
+
+    assert service.process([
+        presence_report(f"stopped-{stale_admin}", stale_admin, now - timedelta(minutes=2)),
+        presence_report(f"running-{live_admin}", live_admin, now),
+    ]) == [None, None]
+
+    with app.app_context():
+        online = presence.online_admin_ids()
+    # Leave nobody online for the tests that follow: the running instance's admin leaves.
+    service.process([(CHAT_PRESENCE_KEY, json.dumps({"instance": f"running-{live_admin}", "admin_ids": [],
+                                                     "at": datetime.now(UTC).isoformat()}).encode())])
+    assert live_admin in online and stale_admin not in online
