@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import secrets
@@ -18,17 +19,35 @@ from common.amqp import ConfirmingPublisher, connect
 from common.auth import Identity, mint_access_token
 from common.messages import Alert
 from common.topology import ALERTS_EXCHANGE, CHAT_EXCHANGE, alert_routing_key
+from tests.isolation import own_vhost
 from tests.processes import ServiceProcess, free_port, python_module, wait_for_port
 
 EVENT_TIMEOUT_SECONDS = 5
 
 
 @pytest.fixture(scope="session")
+def settings(settings):
+    """Return the run's settings on a virtual host of the notifier tests' own.
+
+    Their notifiers report which administrators are connected to `support.inbound`;
+    on the run's vhost those reports would reach the support tests' consumer and
+    keep an administrator "online" there for up to 45 s after the test.
+    """
+    with own_vhost(f"notifier-{secrets.token_hex(3)}") as amqp_url:
+        yield dataclasses.replace(settings, amqp_url=amqp_url)
+
+
+def notifier_process(settings, port: int, name: str) -> ServiceProcess:
+    """Return a notifier process on `port`, on the notifier tests' virtual host."""
+    return ServiceProcess(python_module("notifier"), name=name,
+                          env={"EMS_NOTIFIER_PORT": str(port), "EMS_AMQP_URL": settings.amqp_url})
+
+
+@pytest.fixture(scope="session")
 def notifier(settings):
     """Run one real notifier process for the session; yield its URL."""
     port = free_port()
-    process = ServiceProcess(python_module("notifier"), env={"EMS_NOTIFIER_PORT": str(port)},
-                             name="notifier-tests")
+    process = notifier_process(settings, port, "notifier-tests")
     with process:
         wait_for_port(port, process=process.process)
         process.url = f"http://127.0.0.1:{port}"

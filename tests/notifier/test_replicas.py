@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import socketio
 
-from tests.notifier.conftest import Browser, make_alert, new_user_id, publish_alert, token_for
-from tests.processes import ServiceProcess, free_port, python_module, wait_for_port
+from tests.notifier.conftest import (
+    Browser,
+    make_alert,
+    new_user_id,
+    notifier_process,
+    publish_alert,
+    token_for,
+)
+from tests.processes import free_port, wait_for_port
 
 ALERTS = 12
 
@@ -15,8 +22,7 @@ ALERTS = 12
 def second_notifier(settings, notifier):
     """Run a second notifier beside the session's one; yield its URL."""
     port = free_port()
-    with ServiceProcess(python_module("notifier"), env={"EMS_NOTIFIER_PORT": str(port)},
-                        name="notifier-replica-2") as process:
+    with notifier_process(settings, port, "notifier-replica-2") as process:
         wait_for_port(port, process=process.process)
         yield f"http://127.0.0.1:{port}"
 
