@@ -6,6 +6,9 @@ thread, and test modules that launch their own browser must not meet ours.
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
+
 import pytest
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -49,3 +52,37 @@ def sign_in(page, email: str, password: str, next_path: str = "") -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login" not in url)
+
+
+# Every account the browser tests create signs in with this password.
+ACCOUNT_PASSWORD = "browser test password"  # noqa: S105 - test accounts only
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+    user_id: int
+
+
+@pytest.fixture(scope="module")
+def portal(stack):
+    """Return the portal app on the stack's database (to create users and devices)."""
+    from web import create_app
+
+    return create_app(stack.settings)
+
+
+@pytest.fixture(scope="module")
+def create_account(portal):
+    """Return a function that creates a user of `role` on the stack, with a unique e-mail."""
+    from web.accounts import create_user
+
+    def create(role: str, name: str) -> Account:
+        email = f"{role}-{secrets.token_hex(4)}@example.test"
+        with portal.app_context():
+            user = create_user({"email": email, "name": name, "role": role, "password": ACCOUNT_PASSWORD},
+                               portal.extensions["ems_password_hasher"])
+            return Account(email, ACCOUNT_PASSWORD, user.id)
+
+    return create

@@ -9,15 +9,14 @@ Socket.IO in a real Chromium.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 
 import pytest
 
+from tests.browser.conftest import ACCOUNT_PASSWORD
 from tests.browser.conftest import sign_in as sign_in_with_form
 from tests.processes import python_module
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 - a test user's
 DEVICE_LIMIT_KWH = "1.5"
 # One reading (the simulator stamps it at the last ten-minute mark) of twice the
 # limit: one clock hour over the limit, one alert.
@@ -27,26 +26,15 @@ PIPELINE_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def portal(stack):
-    """Return the portal app on the stack's database (to create users and devices)."""
-    from web import create_app
-
-    return create_app(stack.settings)
-
-
-@pytest.fixture(scope="module")
-def client_with_device(portal):
+def client_with_device(portal, create_account):
     """Create a client and a device of theirs with a low limit; return (email, device id)."""
-    from web.accounts import create_user
     from web.inventory import create_device
 
-    email = f"alerts-{secrets.token_hex(4)}@example.test"
+    client = create_account("client", "Alert Client")
     with portal.app_context():
-        user = create_user({"email": email, "name": "Alert Client", "role": "client",
-                            "password": PASSWORD}, portal.extensions["ems_password_hasher"])
         device = create_device({"name": "Garage heater", "max_hourly_kwh": DEVICE_LIMIT_KWH,
-                                "address": "4 Test Lane", "owner_id": user.id})
-        return email, str(device.id)
+                                "address": "4 Test Lane", "owner_id": client.user_id})
+        return client.email, str(device.id)
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ def page(new_page):
 
 def sign_in(page, email: str) -> None:
     """Sign in through the login form and wait for the live connection."""
-    sign_in_with_form(page, email, PASSWORD)
+    sign_in_with_form(page, email, ACCOUNT_PASSWORD)
     page.wait_for_function("() => window.ems && window.ems.socket && window.ems.socket.connected")
 
 

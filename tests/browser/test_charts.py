@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,13 +15,12 @@ from sqlalchemy import text
 from common.topology import READING_ROUTING_KEY, READINGS_EXCHANGE
 from monitor.storage import create_monitor_engine
 from simulator.publisher import ConfirmedBurstPublisher
-from tests.browser.conftest import playwright_api, sign_in
+from tests.browser.conftest import ACCOUNT_PASSWORD, playwright_api, sign_in
 from tests.pipeline.conftest import wait_for
 
 pytestmark = pytest.mark.browser
 expect = playwright_api.expect
 
-PASSWORD = "chart client password"  # noqa: S105 - created for this test only
 HOUR_MS = 3_600_000
 
 
@@ -31,18 +29,15 @@ def reading(device_id: str, at_ms: int, kwh: float) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def metered_client(stack):
+def metered_client(stack, portal, create_account):
     """A client with one 1 kWh/h device that used 1.4 kWh this hour and 0.5 kWh yesterday."""
-    from web import create_app
-    from web.accounts import create_user
     from web.inventory import create_device
 
-    portal = create_app(stack.settings)
-    email = f"charts-{secrets.token_hex(4)}@example.test"
+    client = create_account("client", "Chart Client")
+    email = client.email
     with portal.app_context():
-        user = create_user({"email": email, "name": "Chart Client", "role": "client", "password": PASSWORD},
-                           portal.extensions["ems_password_hasher"])
-        device = create_device({"name": "Chart meter", "max_hourly_kwh": "1.0", "owner_id": str(user.id)})
+        device = create_device({"name": "Chart meter", "max_hourly_kwh": "1.0",
+                                "owner_id": str(client.user_id)})
         device_id = device.id
     engine = create_monitor_engine(stack.settings)
     wait_for(lambda: engine.connect().execute(text("SELECT 1 FROM devices WHERE id = :id"),
@@ -64,7 +59,7 @@ def metered_client(stack):
 def test_the_client_follows_a_device_from_the_dashboard_to_its_day_chart(new_page, metered_client):
     email, device_id = metered_client
     page = new_page()
-    sign_in(page, email, PASSWORD)
+    sign_in(page, email, ACCOUNT_PASSWORD)
 
     dashboard = page.locator("#monitor-dashboard")
     expect(dashboard).to_contain_text("Chart meter")
@@ -86,7 +81,7 @@ def test_the_day_chart_steps_back_picks_dates_and_switches_to_the_week(new_page,
     email, device_id = metered_client
     today = datetime.now(UTC).date()
     page = new_page()
-    sign_in(page, email, PASSWORD, next_path=f"/monitor/devices/{device_id}")
+    sign_in(page, email, ACCOUNT_PASSWORD, next_path=f"/monitor/devices/{device_id}")
     chart = page.locator("#device-chart")
 
     chart.get_by_role("link", name="Previous day").click()
@@ -102,17 +97,10 @@ def test_the_day_chart_steps_back_picks_dates_and_switches_to_the_week(new_page,
     expect(chart.get_by_test_id("period-total")).to_contain_text("kWh")
 
 
-def test_another_client_is_refused_the_device_page(new_page, metered_client, stack):
-    from web import create_app
-    from web.accounts import create_user
-
+def test_another_client_is_refused_the_device_page(new_page, metered_client, create_account):
     _, device_id = metered_client
-    portal = create_app(stack.settings)
-    email = f"other-{secrets.token_hex(4)}@example.test"
-    with portal.app_context():
-        create_user({"email": email, "name": "Other Client", "role": "client", "password": PASSWORD},
-                    portal.extensions["ems_password_hasher"])
+    other = create_account("client", "Other Client")
     page = new_page()
-    sign_in(page, email, PASSWORD)
+    sign_in(page, other.email, other.password)
     response = page.goto(f"/monitor/devices/{device_id}")
     assert response.status == 403

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 import uuid
 
@@ -17,22 +16,14 @@ from tests.browser.conftest import playwright_api, sign_in
 pytestmark = pytest.mark.browser
 expect = playwright_api.expect
 
-PASSWORD = "pipeline admin password"  # noqa: S105 - created for this test only
 ROUTED_AT_LEAST = """(minimum) => [...document.querySelectorAll('[data-testid=routed]')]
     .reduce((total, cell) => total + Number(cell.textContent), 0) >= minimum"""
 
 
 @pytest.fixture(scope="module")
-def admin_login(stack):
-    from web import create_app
-    from web.accounts import create_user
-
-    portal = create_app(stack.settings)
-    email = f"pipeline-admin-{secrets.token_hex(4)}@example.test"
-    with portal.app_context():
-        create_user({"email": email, "name": "Pipeline Admin", "role": "admin", "password": PASSWORD},
-                    portal.extensions["ems_password_hasher"])
-    return email, PASSWORD
+def admin_login(create_account):
+    account = create_account("admin", "Pipeline Admin")
+    return account.email, account.password
 
 
 def routed_total(page) -> int:

@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.browser.conftest import sign_in
 from tests.processes import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 CLIENT = ("alice@ems.local", "alice-demo-2024")
 ADMIN = ("admin@ems.local", "admin-demo-2024")
 TIMEOUT_MS = 10_000
@@ -29,22 +28,11 @@ def demo_stack(stack):
     return stack
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def signed_in_page(chromium, stack, credentials, path):
     context = chromium.new_context(base_url=stack.url)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.goto("/login?next=" + path)
-    page.fill("input[name=email]", credentials[0])
-    page.fill("input[name=password]", credentials[1])
-    page.click("button[type=submit]")
+    sign_in(page, *credentials, next_path=path)
     page.wait_for_url("**" + path + "*")
     return page
 

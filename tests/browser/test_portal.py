@@ -13,21 +13,13 @@ from tests.browser.conftest import playwright_api, sign_in
 
 expect = playwright_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ADMIN_PASSWORD = "admin browser password"  # noqa: S105 - created for this test only
 
 
 @pytest.fixture(scope="module")
-def admin_account(stack):
-    """Create an administrator in this run's database; return (email, password)."""
-    from web import create_app
-    from web.accounts import create_user
-
-    portal = create_app(stack.settings)
-    email = f"admin-{secrets.token_hex(4)}@example.test"
-    with portal.app_context():
-        create_user({"email": email, "name": "Browser Admin", "role": "admin", "password": ADMIN_PASSWORD},
-                    portal.extensions["ems_password_hasher"])
-    return email, ADMIN_PASSWORD
+def admin_account(create_account):
+    """Create an administrator on the stack; return (email, password)."""
+    account = create_account("admin", "Browser Admin")
+    return account.email, account.password
 
 
 def test_admin_assigns_a_new_device_to_a_new_client_who_sees_only_it(new_page, admin_account):
