@@ -8,7 +8,6 @@ This disturbs every other test run on the machine: keep it rare and run it alone
 from __future__ import annotations
 
 import subprocess
-import threading
 import uuid
 
 from tests.pipeline.conftest import pipeline, wait_for  # noqa: F401 - the fixture is used by name
@@ -35,13 +34,8 @@ def test_totals_stay_exact_when_rabbitmq_restarts_mid_stream(pipeline):  # noqa:
     pipeline.start_workers()
     pipeline.start_balancer("consistent")
     # The simulator's publisher resends whatever was unconfirmed when the connection dropped.
-    publishing = threading.Thread(target=pipeline.publish_readings, args=(workload.messages,))
-    publishing.start()
-    wait_for(lambda: pipeline.query("SELECT COUNT(*) FROM readings")[0][0] > 2000, 60,
-             "the pipeline to be busy")
-
-    restart_rabbitmq()
-    publishing.join(120)
+    with pipeline.publishing_until_busy(workload.messages, stored_at_least=2000, join_seconds=120):
+        restart_rabbitmq()
 
     wait_until_processed(pipeline, workload)
     assert_exact(pipeline, workload)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from datetime import datetime
 
 import pika
@@ -100,6 +102,22 @@ class Pipeline:
         """Publish raw reading bodies to ems.readings with confirms; return how many."""
         publisher = ConfirmedBurstPublisher(self.settings, READINGS_EXCHANGE, READING_ROUTING_KEY)
         return publisher.publish_all(bodies).confirmed
+
+    @contextmanager
+    def publishing_until_busy(self, bodies: list[bytes], stored_at_least: int, join_seconds: float = 60):
+        """Publish `bodies` in the background; enter once that many readings are stored.
+
+        The block is where a test breaks something mid-stream; leaving it waits
+        for the publisher to finish.
+        """
+        publisher = threading.Thread(target=self.publish_readings, args=(bodies,))
+        publisher.start()
+        try:
+            wait_for(lambda: self.query("SELECT COUNT(*) FROM readings")[0][0] >= stored_at_least, 60,
+                     f"{stored_at_least} readings stored (the pipeline busy)")
+            yield
+        finally:
+            publisher.join(join_seconds)
 
     def publish_device(self, sequence: int, device_id: str, owner_id: int | None, limit: float,
                        event_type: str = "device.created", name: str = "Test meter") -> None:

@@ -3,8 +3,6 @@ hourly total equals the exact sum of the distinct valid readings."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from common.topology import DEAD_LETTER_REASON_HEADER, DEAD_LETTERS_QUEUE
@@ -74,13 +72,9 @@ def test_hourly_totals_are_exact_with_three_replicas(pipeline, workload, strateg
 def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(pipeline, workload):
     pipeline.start_workers()
     pipeline.start_balancer("round-robin")
-    publishing = threading.Thread(target=pipeline.publish_readings, args=(workload.messages,))
-    publishing.start()
-    wait_for(lambda: pipeline.query("SELECT COUNT(*) FROM readings")[0][0] > 4000, 60,
-             "the replicas to be busy")
-    pipeline.workers[2].kill()
-    pipeline.start_worker(2)
-    publishing.join(60)
+    with pipeline.publishing_until_busy(workload.messages, stored_at_least=4000):
+        pipeline.workers[2].kill()
+        pipeline.start_worker(2)
 
     wait_until_processed(pipeline, workload)
 
@@ -91,13 +85,9 @@ def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(pipeline, workloa
 def test_the_balancer_killed_mid_stream_loses_and_doubles_nothing(pipeline, workload):
     pipeline.start_workers()
     pipeline.start_balancer("hash")
-    publishing = threading.Thread(target=pipeline.publish_readings, args=(workload.messages,))
-    publishing.start()
-    wait_for(lambda: pipeline.query("SELECT COUNT(*) FROM readings")[0][0] > 4000, 60,
-             "the balancer to be busy")
-    pipeline.balancer.kill()
-    pipeline.start_balancer("hash")
-    publishing.join(60)
+    with pipeline.publishing_until_busy(workload.messages, stored_at_least=4000):
+        pipeline.balancer.kill()
+        pipeline.start_balancer("hash")
 
     wait_until_processed(pipeline, workload)
 
