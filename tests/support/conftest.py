@@ -39,6 +39,21 @@ def wait_until(condition, timeout: float = WAIT_SECONDS, message: str = "conditi
     raise AssertionError(f"timed out waiting for {message}")
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler of the local fake servers that answers JSON."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class FakeMonitor(ThreadingHTTPServer):
     """The monitor API's summary endpoint: answers with the devices of the token's user."""
 
@@ -55,10 +70,7 @@ class FakeMonitor(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class SummaryHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
+class SummaryHandler(JsonHandler):
     def do_GET(self):
         server: FakeMonitor = self.server
         if not self.path.startswith("/api/monitor/summary"):
@@ -69,14 +81,6 @@ class SummaryHandler(BaseHTTPRequestHandler):
             return self._send(401, {"error": "invalid token"})
         server.callers.append(identity)
         self._send(200, {"devices": server.devices.get(identity.user_id, [])})
-
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture(scope="session")
@@ -104,10 +108,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
-class CompletionHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
+class CompletionHandler(JsonHandler):
     def do_POST(self):
         server: FakeOpenAI = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -123,14 +124,6 @@ class CompletionHandler(BaseHTTPRequestHandler):
         if server.mode == "empty":
             return self._send(200, completion(""))
         return self._send(200, completion("Your heater used 4.2 kWh today."))
-
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 def completion(content):
