@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import wraps
+from functools import lru_cache, wraps
 
 import jwt as pyjwt
 from flask import Flask, jsonify, redirect, request, url_for
@@ -130,12 +130,19 @@ def forbidden():
     abort(403)
 
 
+@lru_cache(maxsize=8)
+def _token_app(settings: Settings) -> Flask:
+    # Support mints a short-lived token for every data answer of its bot: build the
+    # configured app once per settings, not once per token.
+    app = Flask("ems-token")
+    configure_jwt(app, settings)
+    return app
+
+
 def mint_access_token(settings: Settings, identity: Identity,
                       expires_delta: timedelta | None = None) -> str:
     """Issue an access token exactly as the portal does (used by the portal, tools and tests)."""
-    app = Flask("ems-token")
-    configure_jwt(app, settings)
-    with app.app_context():
+    with _token_app(settings).app_context():
         return create_access_token(identity=str(identity.user_id),
                                    additional_claims=identity.claims(),
                                    expires_delta=expires_delta)
