@@ -54,6 +54,17 @@ def sign_in(page, email: str, password: str, next_path: str = "") -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
+def htmx_settled(page) -> None:
+    """Wait until htmx has no request, swap or settle in flight.
+
+    htmx binds the `hx-*` attributes of swapped-in content only when it settles
+    (20 ms after the swap): an element can be visible before it reacts. Call
+    this after a swap and before using what it brought.
+    """
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
+
+
 # Every account the browser tests create signs in with this password.
 ACCOUNT_PASSWORD = "browser test password"  # noqa: S105 - test accounts only
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import htmx_settled, sign_in
 from tests.processes import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -92,11 +92,13 @@ def test_admin_adds_disables_and_tries_a_bot_rule(demo_stack, chromium):
     # Without an answer the form comes back with the reason, the typed values kept.
     expect(admin.locator("#rules-new .form-errors")).to_contain_text("an answer is required")
     expect(admin.locator("#rules-new input[name=name]")).to_have_value("opening hours")
+    htmx_settled(admin)  # the form was swapped in: its submit goes through htmx once settled
     admin.locator("#rules-new textarea[name=answer]").fill("We answer every day from 8 to 20.")
     admin.locator("#rules-new button[type=submit]").click()
     expect(admin.locator("#rules-new .form-ok")).to_contain_text("opening hours")
     row = admin.locator("#rules-table .rule", has_text="opening hours")
     expect(row).to_be_visible()
+    htmx_settled(admin)
 
     admin.fill(".rules-try input", "When are you open?")
     expect(admin.locator("#try-result")).to_contain_text("opening hours")

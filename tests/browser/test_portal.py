@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from tests.browser.conftest import playwright_api, sign_in
+from tests.browser.conftest import htmx_settled, playwright_api, sign_in
 
 expect = playwright_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -52,11 +52,13 @@ def test_admin_assigns_a_new_device_to_a_new_client_who_sees_only_it(new_page, a
     form.locator("button[type=submit]").click()
     expect(admin.locator("#device-create .field-error")).to_have_text(
         "maximum hourly consumption must be greater than 0")
+    htmx_settled(admin)  # the form was swapped in: its submit goes through htmx once settled
     admin.locator("#device-create input[name=max_hourly_kwh]").fill("6.5")
     admin.locator("#device-create button[type=submit]").click()
     expect(admin.locator(".toast", has_text=f"Device {device_name} created.")).to_be_visible()
     row = admin.locator("#devices-table tr", has_text=device_name)
     expect(row).to_be_visible()
+    htmx_settled(admin)  # the row came with a table refresh
 
     # Assigning is one choice in the row.
     row.locator("select[name=owner_id]").select_option(label=f"{client_name} ({client_email})")
@@ -84,9 +86,12 @@ def test_inline_edit_error_appears_in_the_row(new_page, admin_account):
     row = admin.locator("#users-table tr", has_text=admin_account[0])
     row.get_by_role("button", name="Edit").click()
     editing = admin.locator("#users-table tr.editing")
+    expect(editing).to_be_visible()
+    htmx_settled(admin)
     editing.locator("input[name=name]").fill("   ")
     editing.get_by_role("button", name="Save").click()
     expect(admin.locator("#users-table tr.editing .field-error")).to_have_text("name is required")
+    htmx_settled(admin)
     admin.locator("#users-table tr.editing").get_by_role("button", name="Cancel").click()
     expect(admin.locator("#users-table tr", has_text=admin_account[0])).to_contain_text("Browser Admin")
 
