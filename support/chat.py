@@ -6,8 +6,9 @@ the input is invalid or not allowed; the consumer dead-letters it with the reaso
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -48,6 +49,37 @@ class Posted:
     conversation: Conversation
     created: bool
     state_changed: bool
+
+
+@dataclass
+class Prefetched:
+    """What a batch of messages looked up at once: its conversations, locked, and the sends stored."""
+
+    by_client: dict[int, Conversation] = field(default_factory=dict)
+    by_id: dict[int, Conversation] = field(default_factory=dict)
+    # (sender id, client message id) -> the message, stored before or earlier in the batch.
+    stored: dict[tuple[int, str], Message] = field(default_factory=dict)
+
+
+def prefetch(client_ids: set[int], conversation_ids: set[int], sends: set[tuple[int, str]]) -> Prefetched:
+    """Lock the conversations of these clients and ids, and find which sends are stored already.
+
+    Three statements for a whole batch instead of two per message. Rows are locked
+    in id order, so two consumers locking overlapping batches wait, never deadlock.
+    """
+    found = Prefetched()
+    ids = set(conversation_ids)
+    if client_ids:
+        ids.update(db.session.scalars(sa.select(Conversation.id).where(Conversation.client_id.in_(client_ids))))
+    if ids:
+        query = sa.select(Conversation).where(Conversation.id.in_(ids)).order_by(Conversation.id)
+        for conversation in db.session.scalars(query.with_for_update()):
+            found.by_id[conversation.id] = conversation
+            found.by_client[conversation.client_id] = conversation
+    if sends:
+        query = sa.select(Message).where(sa.tuple_(Message.sender_id, Message.client_message_id).in_(sends))
+        found.stored = {(m.sender_id, m.client_message_id): m for m in db.session.scalars(query)}
+    return found
 
 
 def parse_inbound(body: bytes) -> Inbound:
@@ -116,30 +148,39 @@ def conversation_of_client(client_id: int, lock: bool = False) -> Conversation |
     return db.session.scalars(query).first()
 
 
-def conversation_for_client(client: Identity) -> Conversation:
-    """Return the client's conversation, creating it on first contact (locked for update)."""
-    conversation = conversation_of_client(client.user_id, lock=True)
-    if conversation is not None:
-        if client.name and conversation.client_name != client.name:
-            conversation.client_name = client.name
-        return conversation
-    try:
-        with db.session.begin_nested():
-            db.session.add(Conversation(client_id=client.user_id, client_name=client.name, state="bot"))
-    except IntegrityError:
-        pass  # created concurrently by another consumer: use theirs
-    return conversation_of_client(client.user_id, lock=True)
+def conversation_for_client(client: Identity, known: Prefetched | None = None) -> Conversation:
+    """Return the client's conversation, creating it on first contact (locked for update).
+
+    A missing row is never read with a lock: the gap lock that takes would make two
+    consumers, each creating a conversation for a new client, deadlock on their inserts.
+    """
+    known = known or prefetch({client.user_id}, set(), set())
+    conversation = known.by_client.get(client.user_id)
+    if conversation is None:
+        try:
+            with db.session.begin_nested():
+                conversation = Conversation(client_id=client.user_id, client_name=client.name, state="bot")
+                db.session.add(conversation)
+        except IntegrityError:
+            # Created by another consumer a moment ago: now the row exists, lock it.
+            conversation = conversation_of_client(client.user_id, lock=True)
+    if client.name and conversation.client_name != client.name:
+        conversation.client_name = client.name
+    return conversation
 
 
-def conversation_for_sender(sender: Identity, conversation_id) -> Conversation:
+def conversation_for_sender(sender: Identity, conversation_id,
+                            known: Prefetched | None = None) -> Conversation:
     """Return the conversation `sender` addresses, locked, or raise Rejected if not theirs."""
     if sender.is_admin:
-        conversation = db.session.get(Conversation, positive_id(conversation_id, "conversation_id"),
-                                      with_for_update=True)
+        conversation_id = positive_id(conversation_id, "conversation_id")
+        conversation = known.by_id.get(conversation_id) if known else None
+        if conversation is None:
+            conversation = db.session.get(Conversation, conversation_id, with_for_update=True)
         if conversation is None:
             raise Rejected("conversation does not exist")
         return conversation
-    conversation = conversation_for_client(sender)
+    conversation = conversation_for_client(sender, known)
     if conversation_id is not None and str(conversation_id) != str(conversation.id):
         raise Rejected("sender is not a participant of this conversation")
     return conversation
@@ -186,19 +227,29 @@ def note_own_messages(latest_own: dict[tuple[int, int, str], int]) -> None:
     rows = [{"conversation_id": conversation_id, "participant_id": user_id, "participant_role": role,
              "last_read_message_id": message_id, "updated_at": now}
             for (conversation_id, user_id, role), message_id in sorted(latest_own.items())]
-    insert = mysql_insert(ReadState).values(rows)
-    db.session.execute(insert.on_duplicate_key_update(
-        last_read_message_id=sa.func.greatest(ReadState.last_read_message_id,
+    db.session.execute(_read_mark_upsert(), rows)
+
+
+@functools.cache
+def _read_mark_upsert():
+    """Return the upsert of read marks, built once (it runs with every batch of messages)."""
+    insert = mysql_insert(ReadState.__table__)
+    return insert.on_duplicate_key_update(
+        last_read_message_id=sa.func.greatest(ReadState.__table__.c.last_read_message_id,
                                               insert.inserted.last_read_message_id),
-        updated_at=insert.inserted.updated_at))
+        updated_at=insert.inserted.updated_at)
 
 
-def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str) -> Posted:
+def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str,
+                 stored: dict[tuple[int, str], Message] | None = None) -> Posted:
     """Store a client's or admin's message once; reopen or take the conversation as needed.
 
+    With `stored`, the sends a batch knows to be stored (see `prefetch`), nothing is
+    looked up and the message is only added: it gets its id at the batch's next flush.
     The caller records the sender's read mark (`note_own_messages`), once per batch.
     """
-    existing = _find_message(sender.user_id, client_message_id)
+    key = (sender.user_id, client_message_id)
+    existing = stored.get(key) if stored is not None else _find_message(*key)
     if existing is not None:
         return Posted(existing, conversation, created=False, state_changed=False)
     before = (conversation.state, conversation.assigned_admin_id)
@@ -217,7 +268,10 @@ def post_message(sender: Identity, conversation: Conversation, body: str, client
     db.session.add(message)
     # Two consumers storing the same retried send at once: one flush fails with an
     # IntegrityError, the caller rolls back and the redelivery finds the message above.
-    db.session.flush()
+    if stored is None:
+        db.session.flush()
+    else:
+        stored[key] = message
     conversation.last_message_at = now
     return Posted(message, conversation, created=True,
                   state_changed=before != (conversation.state, conversation.assigned_admin_id))
@@ -233,28 +287,24 @@ def bot_reply_exists(message_id: int) -> bool:
     return _find_message(BOT_SENDER_ID, bot_reply_marker(message_id)) is not None
 
 
-def post_bot_message(conversation: Conversation, body: str, reply_to: int | None = None,
-                     may_exist: bool = True) -> Message | None:
-    """Store a bot message (once per client message answered); None if already answered.
-
-    `may_exist=False` says the client message is brand new, so no reply can exist
-    yet and the savepoint that guards against a duplicate is not needed.
-    """
-    marker = bot_reply_marker(reply_to) if reply_to is not None else None
+def bot_message(conversation: Conversation, body: str, reply_to: int | None = None) -> Message:
+    """Return a new bot message in `conversation`, not yet added to the session."""
     now = utcnow()
-    message = Message(conversation_id=conversation.id, sender_id=BOT_SENDER_ID, sender_role="bot",
-                      sender_name=BOT_NAME, body=body[:MAX_BODY_CHARS], client_message_id=marker,
-                      created_at=now)
-    if may_exist:
-        try:
-            with db.session.begin_nested():
-                db.session.add(message)
-        except IntegrityError:
-            return None
-    else:
-        db.session.add(message)
-        db.session.flush()
-    conversation.last_message_at = now
+    return Message(conversation_id=conversation.id, sender_id=BOT_SENDER_ID, sender_role="bot",
+                   sender_name=BOT_NAME, body=body[:MAX_BODY_CHARS],
+                   client_message_id=bot_reply_marker(reply_to) if reply_to is not None else None,
+                   created_at=now)
+
+
+def post_bot_message(conversation: Conversation, body: str, reply_to: int | None = None) -> Message | None:
+    """Store a bot message (once per client message answered); None if already answered."""
+    message = bot_message(conversation, body, reply_to)
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+    except IntegrityError:
+        return None
+    conversation.last_message_at = message.created_at
     return message
 
 

@@ -35,6 +35,9 @@ BATCH_MAX = 32
 POLL_SECONDS = 0.2
 PRESENCE_CHECK_SECONDS = 15
 DATABASE_RETRY_SECONDS = 2.0
+# MariaDB rolled the transaction back to break a deadlock (1213), or did so inside a
+# savepoint, which then no longer exists (1305): the batch can run again at once.
+ROLLED_BACK_BY_THE_DATABASE = {1213, 1305}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,12 @@ def partition_key(body: bytes) -> str:
         return f"conversation:{payload.get('conversation_id')}"
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""  # invalid: any worker rejects it
+
+
+def database_error_code(error: OperationalError) -> int | None:
+    """Return MariaDB's error number behind a SQLAlchemy error, if it has one."""
+    arguments = getattr(error.orig, "args", ())
+    return arguments[0] if arguments and isinstance(arguments[0], int) else None
 
 
 class SupportConsumer:
@@ -141,26 +150,37 @@ class SupportConsumer:
                 for _ in batch:
                     work.task_done()
 
-    def _process(self, batch: list[Delivery], retry: bool = True) -> None:
+    def _process(self, batch: list[Delivery], retry: bool = True, careful: bool = False) -> None:
+        """Process a batch; `careful` looks its sends up first instead of relying on the unique key."""
         started = time.perf_counter()
         try:
-            reasons = self.service.process([(d.routing_key, d.body) for d in batch])
+            reasons = self.service.process([(d.routing_key, d.body) for d in batch], look_up_sends=careful)
             log_event(logger, "support.batch_processed", level=logging.DEBUG, size=len(batch),
                       ms=round((time.perf_counter() - started) * 1000, 1))
         except OperationalError as error:
+            code = database_error_code(error)
+            if retry and code in ROLLED_BACK_BY_THE_DATABASE:
+                log_event(logger, "support.batch_retried", level=logging.WARNING, code=code, size=len(batch))
+                self._process(batch, retry=False, careful=careful)
+                return
             log_event(logger, "support.database_unavailable", level=logging.WARNING,
-                      error=type(error).__name__, size=len(batch))
+                      error=type(error).__name__, code=code, size=len(batch))
             time.sleep(DATABASE_RETRY_SECONDS)
             self._settle(batch, None, requeue=True)
             return
         except Exception as error:
+            if isinstance(error, IntegrityError) and not careful:
+                # A send stored before: retried by a browser, or redelivered. Rare, so batches
+                # skip the look-up and only a batch that meets the unique key pays for it.
+                self._process(batch, retry, careful=True)
+                return
             if len(batch) > 1:
                 for delivery in batch:  # find the one message that breaks, keep the others
-                    self._process([delivery])
+                    self._process([delivery], careful=careful)
                 return
             if retry and isinstance(error, IntegrityError):
-                # Another consumer stored the same retried send a moment ago: now it is found.
-                self._process(batch, retry=False)
+                # Another consumer stored the same send after our look-up: now it is found.
+                self._process(batch, retry=False, careful=True)
                 return
             log_event(logger, "support.message_failed", level=logging.ERROR, exc_info=True)
             reasons = ["internal error while processing this message"]
