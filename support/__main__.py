@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from common.logs import configure_logging, log_event
@@ -28,6 +29,10 @@ def run_consumer() -> None:
         seeded = rules.seed_rules()
         pending = responder.answer_pending()
         db.session.remove()
+    # Keep the start-up objects (modules, the openai package, the app) out of every
+    # later full collection: those collections paused the consumer for 70-120 ms.
+    gc.collect()
+    gc.freeze()
     log_event(logger, "support.started", seeded_rules=seeded, pending_answers=pending,
               llm=responder.llm is not None)
     try:
