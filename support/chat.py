@@ -60,26 +60,54 @@ class Prefetched:
     # (sender id, client message id) -> the message, stored before or earlier in the batch.
     stored: dict[tuple[int, str], Message] = field(default_factory=dict)
 
+    def add(self, conversations) -> None:
+        for conversation in conversations:
+            self.by_id[conversation.id] = conversation
+            self.by_client[conversation.client_id] = conversation
 
-def prefetch(client_ids: set[int], conversation_ids: set[int], sends: set[tuple[int, str]]) -> Prefetched:
-    """Lock the conversations of these clients and ids, and find which sends are stored already.
 
-    Three statements for a whole batch instead of two per message. Rows are locked
-    in id order, so two consumers locking overlapping batches wait, never deadlock.
+def prefetch(clients: dict[int, str], conversation_ids: set[int], sends: set[tuple[int, str]]) -> Prefetched:
+    """Lock the conversations of these clients (created on first contact) and of these ids.
+
+    `clients` maps client ids to names; `sends` are the (sender id, client message id)
+    to look up among the stored messages. A few statements for a whole batch, however
+    many messages and new clients it has. Missing rows are never read with a lock: the
+    gap lock that takes would make two consumers creating conversations deadlock.
     """
     found = Prefetched()
-    ids = set(conversation_ids)
-    if client_ids:
-        ids.update(db.session.scalars(sa.select(Conversation.id).where(Conversation.client_id.in_(client_ids))))
+    ids, new_clients = set(conversation_ids), []
+    if clients:
+        existing = dict(db.session.execute(sa.select(Conversation.client_id, Conversation.id)
+                                           .where(Conversation.client_id.in_(clients))).all())
+        ids.update(existing.values())
+        new_clients = sorted(set(clients) - set(existing))
+        if new_clients:
+            _create_conversations({client_id: clients[client_id] for client_id in new_clients})
     if ids:
         query = sa.select(Conversation).where(Conversation.id.in_(ids)).order_by(Conversation.id)
-        for conversation in db.session.scalars(query.with_for_update()):
-            found.by_id[conversation.id] = conversation
-            found.by_client[conversation.client_id] = conversation
+        found.add(db.session.scalars(query.with_for_update()))
+    if new_clients:
+        # A locking read sees the rows another consumer created a moment ago, too.
+        query = sa.select(Conversation).where(Conversation.client_id.in_(new_clients))
+        found.add(db.session.scalars(query.with_for_update()))
     if sends:
         query = sa.select(Message).where(sa.tuple_(Message.sender_id, Message.client_message_id).in_(sends))
         found.stored = {(m.sender_id, m.client_message_id): m for m in db.session.scalars(query)}
     return found
+
+
+def _create_conversations(clients: dict[int, str]) -> None:
+    """Insert a conversation for each of these clients (id -> name) that still has none."""
+    now = utcnow()
+    db.session.execute(_insert_conversations(), [
+        {"client_id": client_id, "client_name": name, "state": "bot", "created_at": now, "updated_at": now}
+        for client_id, name in clients.items()])
+
+
+@functools.cache
+def _insert_conversations():
+    """Return the insert of new conversations, built once; IGNORE skips those created meanwhile."""
+    return mysql_insert(Conversation.__table__).prefix_with("IGNORE")
 
 
 def parse_inbound(body: bytes) -> Inbound:
@@ -149,21 +177,9 @@ def conversation_of_client(client_id: int, lock: bool = False) -> Conversation |
 
 
 def conversation_for_client(client: Identity, known: Prefetched | None = None) -> Conversation:
-    """Return the client's conversation, creating it on first contact (locked for update).
-
-    A missing row is never read with a lock: the gap lock that takes would make two
-    consumers, each creating a conversation for a new client, deadlock on their inserts.
-    """
-    known = known or prefetch({client.user_id}, set(), set())
-    conversation = known.by_client.get(client.user_id)
-    if conversation is None:
-        try:
-            with db.session.begin_nested():
-                conversation = Conversation(client_id=client.user_id, client_name=client.name, state="bot")
-                db.session.add(conversation)
-        except IntegrityError:
-            # Created by another consumer a moment ago: now the row exists, lock it.
-            conversation = conversation_of_client(client.user_id, lock=True)
+    """Return the client's conversation, locked for update, creating it on first contact."""
+    known = known or prefetch({client.user_id: client.name}, set(), set())
+    conversation = known.by_client[client.user_id]
     if client.name and conversation.client_name != client.name:
         conversation.client_name = client.name
     return conversation

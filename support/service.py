@@ -100,7 +100,7 @@ class ChatService:
     @staticmethod
     def _prefetch(messages: list[tuple[str, bytes]], look_up_sends: bool) -> Prefetched:
         """Lock the conversations the batch's chat messages address; find their stored sends."""
-        client_ids, conversation_ids, sends = set(), set(), set()
+        clients, conversation_ids, sends = {}, set(), set()
         for routing_key, body in messages:
             if routing_key != CHAT_MESSAGE_KEY:
                 continue
@@ -110,13 +110,13 @@ class ChatService:
                     conversation_ids.add(chat.positive_id(inbound.payload.get("conversation_id"),
                                                           "conversation_id"))
                 else:
-                    client_ids.add(inbound.sender.user_id)
+                    clients[inbound.sender.user_id] = inbound.sender.name
                 if look_up_sends:
                     sends.add((inbound.sender.user_id,
                                chat.clean_client_message_id(inbound.payload.get("client_message_id"))))
             except InvalidMessage:
                 continue  # rejected with its reason when its turn comes
-        return chat.prefetch(client_ids, conversation_ids, sends)
+        return chat.prefetch(clients, conversation_ids, sends)
 
     def _flush(self, batch: Batch) -> None:
         """Write what the batch added: its messages, then the bot's answers, which name their ids."""
