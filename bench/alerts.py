@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import random
@@ -47,7 +46,7 @@ import aiohttp  # noqa: E402
 import pymysql  # noqa: E402
 import socketio  # noqa: E402
 
-from bench.measure import percentile, raise_open_files_limit  # noqa: E402
+from bench.measure import freeze_simulated_clients, percentile, raise_open_files_limit  # noqa: E402
 from common.amqp import ConfirmingPublisher, connect  # noqa: E402
 from common.auth import Identity, mint_access_token  # noqa: E402
 from common.db import create_databases, drop_databases  # noqa: E402
@@ -269,10 +268,7 @@ async def run(arguments: argparse.Namespace, settings, notifier: ServiceProcess,
         print(f"connected {clients.connected()} of {arguments.clients} clients "
               f"in {time.perf_counter() - started:.1f} s ({len(clients.failures)} failed)")
         await asyncio.sleep(2)  # let the notifier settle before measuring memory
-        # Thousands of clients make a large heap: a full collection in this process
-        # would stall every client for up to a second and be counted as latency.
-        gc.collect()
-        gc.freeze()
+        freeze_simulated_clients()
         held = clients.connected()
         rss_loaded = rss_kib(pid)
         per_socket = (rss_loaded - rss_idle) / held if held else float("nan")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import socketio  # noqa: E402
 
-from bench.measure import percentile, raise_open_files_limit  # noqa: E402
+from bench.measure import freeze_simulated_clients, percentile, raise_open_files_limit  # noqa: E402
 from common.auth import Identity, mint_access_token  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from migrations.runner import upgrade  # noqa: E402
@@ -174,6 +174,7 @@ async def run(arguments: argparse.Namespace, settings, url: str) -> None:
         print(f"connected {len(load.sockets)} of {len(clients) + len(admins)} sockets in "
               f"{time.perf_counter() - started:.1f} s ({len(load.failures)} failed)")
         clients = [c for c in clients if c in load.sockets]
+        freeze_simulated_clients()
 
         # Half the conversations go to the administrators, the rest stay with the bot.
         waiting, with_bot = clients[: len(clients) // 2], clients[len(clients) // 2:]
