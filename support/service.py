@@ -1,9 +1,9 @@
 """What support does with inbound chat messages: validate, authorize, store, emit.
 
 Messages are processed in small batches, one transaction each. A batch locks
-its conversations and looks up its already stored sends in one go, then writes
-its messages and the bot's answers in a few multi-row inserts: the statements
-per batch barely grow with its size. What must reach browsers (emits) and the
+all its conversations in one go (creating new clients' ones), then writes its
+messages and the bot's answers in a few multi-row inserts: the statements per
+batch barely grow with its size. What must reach browsers (emits) and the
 bot's slower work are collected as effects and run only after the commit; the
 consumer acks after that.
 """
@@ -48,6 +48,7 @@ class Batch:
         self.effects.append(effect)
 
     def has_unflushed(self, conversation_id: int) -> bool:
+        """Tell whether a message of this conversation waits for the next flush."""
         return any(message.conversation_id == conversation_id for _, message in self.unflushed)
 
     def wrote(self, conversation_id: int, sender, message_id: int) -> None:

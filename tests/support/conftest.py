@@ -23,6 +23,7 @@ from common.topology import (
     DEAD_LETTER_SOURCE_HEADER,
     SUPPORT_INBOUND_QUEUE,
 )
+from tests.isolation import own_vhost
 from tests.processes import ServiceProcess, free_port, python_module, wait_for_port
 
 WAIT_SECONDS = 8
@@ -294,3 +295,10 @@ def publish_chat(migrated):
     yield publish
     publisher.close()
 
+
+
+@pytest.fixture
+def support_vhost(migrated):
+    """A RabbitMQ virtual host for one test's own consumer (the session's has its own consumer)."""
+    with own_vhost(f"support-{secrets.token_hex(3)}") as amqp_url:
+        yield amqp_url

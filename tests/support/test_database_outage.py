@@ -5,7 +5,6 @@ the database off disturbs nobody else.
 """
 
 import json
-import secrets
 import uuid
 
 import pymysql
@@ -14,18 +13,10 @@ import pytest
 from common.amqp import ConfirmingPublisher
 from common.settings import load_settings
 from common.topology import CHAT_EXCHANGE, CHAT_MESSAGE_KEY
-from tests.isolation import own_vhost
 from tests.processes import ServiceProcess, TcpProxy, python_module
 from tests.support.conftest import new_user_id, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def support_vhost(migrated):
-    """A RabbitMQ virtual host for this test's consumer only (the session's has its own consumer)."""
-    with own_vhost(f"support-outage-{secrets.token_hex(3)}") as amqp_url:
-        yield amqp_url
 
 
 def stored(settings, client_message_id: str) -> list[tuple]:
