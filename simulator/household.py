@@ -49,9 +49,13 @@ def power_kw(moment: datetime, rng: random.Random, scale: float = 1.0) -> float:
 
 
 def interval_kwh(moment: datetime, rng: random.Random, scale: float = 1.0,
-                 seconds: float = INTERVAL_MINUTES * 60) -> float:
-    """Return the kWh used in the `seconds` before `moment`, rounded to watt-hours."""
-    return round(power_kw(moment, rng, scale) * seconds / 3600, 3)
+                 seconds: float = INTERVAL_MINUTES * 60, places: int = 3) -> float:
+    """Return the kWh used in the `seconds` before `moment`, rounded to watt-hours by default.
+
+    Readings a few seconds apart need finer `places`: at watt-hours, a small device
+    would send nothing but zeros.
+    """
+    return round(power_kw(moment, rng, scale) * seconds / 3600, places)
 
 
 def epoch_ms(moment: datetime) -> int:

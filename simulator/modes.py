@@ -33,6 +33,8 @@ DEVICE_RETRY_SECONDS = 5.0
 DEVICE_REFRESH_SECONDS = 60.0
 # An unscaled household peaks at about 2.3 kWh in an hour; limit/4 keeps that near half the limit.
 LIMIT_TO_SCALE = 4.0
+# Live readings are seconds apart: rounded to what the monitor stores (a milliwatt-hour).
+LIVE_KWH_PLACES = 6
 
 
 class NoDevices(RuntimeError):
@@ -232,7 +234,8 @@ def live(arguments, settings: Settings) -> PublishSummary:
             # Twice the hourly limit as power: over the limit within the surge.
             return round(2 * float(device["max_hourly_kwh"]) * interval / 3600, 6)
         generator = generators.setdefault(device["id"], random.Random(device["id"]))
-        return interval_kwh(at.astimezone(), generator, device_scale(device), seconds=interval)
+        return interval_kwh(at.astimezone(), generator, device_scale(device), seconds=interval,
+                            places=LIVE_KWH_PLACES)
 
     return paced(settings, devices.current, interval, arguments.count, value)
 

@@ -11,6 +11,7 @@ from monitor.storage import hour_start, hourly_sums, over_limit, reading_kwh
 from simulator.generate_sample import SAMPLE_PATH
 from simulator.household import interval_kwh
 from simulator.modes import (
+    LIVE_KWH_PLACES,
     demo_surge,
     demo_surging_device,
     device_scale,
@@ -129,6 +130,16 @@ def test_a_device_with_a_limit_stays_under_it_outside_the_demo_surges():
     hour_total = sum(interval_kwh(evening + timedelta(minutes=10 * n), rng, device_scale(device))
                      for n in range(1, 7))
     assert hour_total < 1.2
+
+
+def test_live_readings_seconds_apart_from_a_small_device_are_not_zeros():
+    small = device_scale({"id": "kitchen", "max_hourly_kwh": 0.8})
+    late_evening = datetime(2026, 11, 26, 21, 30)
+    # Rounded to watt-hours, five seconds of a small device's use is nothing at all.
+    assert interval_kwh(late_evening, random.Random(1), small, seconds=5) == 0
+    live = [interval_kwh(late_evening + timedelta(seconds=5 * n), random.Random(n), small, seconds=5,
+                         places=LIVE_KWH_PLACES) for n in range(12)]
+    assert all(value > 0 for value in live)
 
 
 def test_a_published_message_goes_to_the_socket_in_one_write():
