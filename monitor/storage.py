@@ -170,6 +170,13 @@ def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: dateti
     return connection.execute(INSERT_ALERT, alerts).rowcount
 
 
+def _count(connection: Connection, replica: int, result: BatchResult) -> None:
+    """Add a batch to its replica's counters (a row no other replica writes)."""
+    connection.execute(COUNT_REPLICA, {"replica": replica, "stored": result.inserted,
+                                       "duplicates": result.duplicates, "unknown": result.unknown_device,
+                                       "alerts": result.alerts})
+
+
 def _store_once(connection: Connection, readings: list[Reading], replica: int, now: datetime) -> BatchResult:
     batch_id = uuid.uuid4().bytes
     rows = _reading_rows(readings, batch_id, replica)
@@ -177,19 +184,21 @@ def _store_once(connection: Connection, readings: list[Reading], replica: int, n
     inserted = connection.exec_driver_sql(INSERT_READINGS, rows).rowcount if rows else 0
     stored = _inserted_rows(connection, rows, inserted, batch_id)
     result.inserted = len(stored)
+    devices = {row.id: row for row in connection.execute(
+        SELECT_DEVICES, {"ids": sorted({row[0] for row in stored})})} if stored else {}
+    result.unknown_device = sum(1 for row in stored if row[0] not in devices)
+    _count(connection, replica, result)
     if stored:
+        # From here to the commit the device-hour rows are locked, and with round robin
+        # every replica needs the same ones: whatever can run before runs before.
         sums = hourly_sums((device_id, hour, kwh) for device_id, _, hour, kwh, _, _ in stored)
         connection.execute(ADD_HOURLY, [
             {"device_id": device_id, "hour_start": hour, "kwh": kwh}
             for (device_id, hour), kwh in sorted(sums.items())
         ])
-        devices = {row.id: row for row in connection.execute(
-            SELECT_DEVICES, {"ids": sorted({row[0] for row in stored})})}
-        result.unknown_device = sum(1 for row in stored if row[0] not in devices)
         result.alerts = _raise_alerts(connection, sums, devices, now)
-    connection.execute(COUNT_REPLICA, {"replica": replica, "stored": result.inserted,
-                                       "duplicates": result.duplicates, "unknown": result.unknown_device,
-                                       "alerts": result.alerts})
+        if result.alerts:
+            _count(connection, replica, BatchResult(alerts=result.alerts))
     return result
 
 
