@@ -35,6 +35,8 @@ class Batch:
     """The outcome of a batch: a rejection reason per message (None: done) and the effects."""
 
     known: Prefetched = field(default_factory=Prefetched)
+    # Chat messages parsed for the prefetch, by body: each is parsed once.
+    parsed: dict[bytes, Inbound] = field(default_factory=dict)
     reasons: list[str | None] = field(default_factory=list)
     effects: list[Callable[[], None]] = field(default_factory=list)
     # (conversation id, sender id, role) -> the sender's newest message in this batch.
@@ -83,7 +85,7 @@ class ChatService:
         batch = Batch()
         with self.app.app_context():
             try:
-                batch.known = self._prefetch(messages, look_up_sends)
+                batch.known = self._prefetch(messages, look_up_sends, batch)
                 for routing_key, body in messages:
                     batch.reasons.append(self._dispatch(routing_key, body, batch))
                 self._flush(batch)
@@ -99,14 +101,14 @@ class ChatService:
         return batch.reasons
 
     @staticmethod
-    def _prefetch(messages: list[tuple[str, bytes]], look_up_sends: bool) -> Prefetched:
+    def _prefetch(messages: list[tuple[str, bytes]], look_up_sends: bool, batch: Batch) -> Prefetched:
         """Lock the conversations the batch's chat messages address; find their stored sends."""
         clients, conversation_ids, sends = {}, set(), set()
         for routing_key, body in messages:
             if routing_key != CHAT_MESSAGE_KEY:
                 continue
             try:
-                inbound = chat.parse_inbound(body)
+                inbound = batch.parsed[body] = chat.parse_inbound(body)
                 if inbound.sender.is_admin:
                     conversation_ids.add(chat.positive_id(inbound.payload.get("conversation_id"),
                                                           "conversation_id"))
@@ -151,7 +153,7 @@ class ChatService:
 
     def on_message(self, body: bytes, batch: Batch) -> None:
         """Store a chat message once, emit it, and let the bot answer when it is its turn."""
-        inbound = chat.parse_inbound(body)
+        inbound = batch.parsed.get(body) or chat.parse_inbound(body)
         payload, sender = inbound.payload, inbound.sender
         client_message_id = payload.get("client_message_id")
         try:
