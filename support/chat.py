@@ -168,12 +168,9 @@ def can_access(identity: Identity, conversation: Conversation) -> bool:
     return identity.is_admin or conversation.client_id == identity.user_id
 
 
-def conversation_of_client(client_id: int, lock: bool = False) -> Conversation | None:
+def conversation_of_client(client_id: int) -> Conversation | None:
     """Return the client's conversation (there is at most one), or None."""
-    query = sa.select(Conversation).where(Conversation.client_id == client_id)
-    if lock:
-        query = query.with_for_update()
-    return db.session.scalars(query).first()
+    return db.session.scalars(sa.select(Conversation).where(Conversation.client_id == client_id)).first()
 
 
 def conversation_for_client(client: Identity, known: Prefetched | None = None) -> Conversation:
