@@ -254,15 +254,15 @@ def _read_mark_upsert():
 
 
 def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str,
-                 stored: dict[tuple[int, str], Message] | None = None) -> Posted:
-    """Store a client's or admin's message once; reopen or take the conversation as needed.
+                 stored: dict[tuple[int, str], Message]) -> Posted:
+    """Add a client's or admin's message unless `stored` has it; reopen or take the conversation as needed.
 
-    With `stored`, the sends a batch knows to be stored (see `prefetch`), nothing is
-    looked up and the message is only added: it gets its id at the batch's next flush.
-    The caller records the sender's read mark (`note_own_messages`), once per batch.
+    `stored` holds the sends a batch knows to be stored (see `prefetch`) and gets the
+    new one; the message gets its id at the batch's next flush. The caller records
+    the sender's read mark (`note_own_messages`), once per batch.
     """
     key = (sender.user_id, client_message_id)
-    existing = stored.get(key) if stored is not None else _find_message(*key)
+    existing = stored.get(key)
     if existing is not None:
         return Posted(existing, conversation, created=False, state_changed=False)
     before = (conversation.state, conversation.assigned_admin_id)
@@ -279,12 +279,9 @@ def post_message(sender: Identity, conversation: Conversation, body: str, client
                       sender_name=sender.name, body=body, client_message_id=client_message_id,
                       created_at=now)
     db.session.add(message)
-    # Two consumers storing the same retried send at once: one flush fails with an
-    # IntegrityError, the caller rolls back and the redelivery finds the message above.
-    if stored is None:
-        db.session.flush()
-    else:
-        stored[key] = message
+    # A send stored before but not in `stored` breaks the unique key at the flush:
+    # the caller rolls back and runs the batch again with the look-up.
+    stored[key] = message
     conversation.last_message_at = now
     return Posted(message, conversation, created=True,
                   state_changed=before != (conversation.state, conversation.assigned_admin_id))

@@ -37,7 +37,7 @@ def make_responder(migrated, fake_monitor, fake_llm=None):
 def client_says(app, client: Identity, text: str) -> tuple[int, int]:
     with app.app_context():
         conversation = chat.conversation_for_client(client)
-        posted = chat.post_message(client, conversation, text, f"m-{new_user_id()}")
+        posted = chat.post_message(client, conversation, text, f"m-{new_user_id()}", stored={})
         db.session.commit()
         return conversation.id, posted.message.id
 
