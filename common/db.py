@@ -36,6 +36,64 @@ def drop_databases(settings: Settings, services=SERVICES_WITH_DATABASE) -> None:
         connection.close()
 
 
+# Every session reads and writes UTC, whatever the server's own zone: column defaults
+# such as CURRENT_TIMESTAMP and NOW() follow the session's zone.
+UTC_SESSION = "SET time_zone = '+00:00'"
+
+
 def engine_options() -> dict:
-    """Return SQLAlchemy engine options that survive database restarts."""
-    return {"pool_pre_ping": True, "pool_recycle": 1800}
+    """Return SQLAlchemy engine options: UTC sessions that survive database restarts."""
+    return {"pool_pre_ping": True, "pool_recycle": 1800,
+            "connect_args": {"init_command": UTC_SESSION}}
+
+
+# MariaDB errors after which the same statement may well succeed: the server or the
+# connection went away, or the transaction lost a lock race and was rolled back.
+TRANSIENT_ERROR_CODES = frozenset({
+    1040,  # too many connections
+    1047,  # WSREP has not yet prepared the node (Galera)
+    1053,  # server shutdown in progress
+    1205,  # lock wait timeout
+    1213,  # deadlock
+    1290, 1836,  # read-only (a replica being promoted)
+    1305,  # savepoint does not exist (its transaction was rolled back)
+    1317, 1927,  # query interrupted, connection killed
+    2002, 2003, 2006, 2013, 2055,  # cannot connect, server gone, lost connection
+})
+# Errors that the data of one message causes: storing it again can only fail again.
+DATA_ERROR_CODES = frozenset({
+    1048,  # column cannot be null
+    1062,  # duplicate entry (other than the one a consumer expects)
+    1264, 1265, 1292, 1366, 1406,  # out of range, truncated, incorrect value, too long
+    1690,  # value out of range in an expression
+    3140,  # invalid JSON text
+    4025,  # CHECK constraint failed
+})
+
+
+def database_error_code(error: BaseException) -> int | None:
+    """Return MariaDB's error number behind a SQLAlchemy or PyMySQL error, if it has one."""
+    original = getattr(error, "orig", error)
+    arguments = getattr(original, "args", ())
+    return arguments[0] if arguments and isinstance(arguments[0], int) else None
+
+
+def is_transient(error: BaseException) -> bool:
+    """Tell whether a database error may go away on retry (outage, lock race).
+
+    An error without a MariaDB code (a connect that failed, a socket closed) is transient.
+    """
+    code = database_error_code(error)
+    return code is None or code in TRANSIENT_ERROR_CODES
+
+
+def blames_the_message(error: BaseException) -> bool:
+    """Tell whether a database error is caused by the data being written (retrying cannot help).
+
+    Errors that are neither this nor transient (a missing table, denied access) say the
+    deployment is broken, not the message: consumers wait for it to be mended rather than
+    dead-letter every message meanwhile.
+    """
+    original = getattr(error, "orig", error)
+    return (isinstance(original, (pymysql.err.DataError, pymysql.err.IntegrityError))
+            or database_error_code(error) in DATA_ERROR_CODES)
