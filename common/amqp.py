@@ -19,6 +19,7 @@ from common.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SOURCE_HEADER,
+    QueueLimits,
     declare_topology,
 )
 
@@ -56,7 +57,7 @@ def connect(settings: Settings, declare: bool = True) -> pika.BlockingConnection
     connection = pika.BlockingConnection(connection_parameters(settings))
     if declare:
         channel = connection.channel()
-        declare_topology(channel, settings.monitor_replicas)
+        declare_topology(channel, settings.monitor_replicas, QueueLimits.from_settings(settings))
         channel.close()
     return connection
 

@@ -87,6 +87,11 @@ class Settings:
     monitor_replicas: int = 3
     replica: int = 1
     balancer_strategy: str = "round-robin"
+    # Overload protection (see "Overload protection" in README.md): when readings.incoming
+    # holds this many, the broker refuses (nacks) new readings and publishers back off;
+    # dead.letters keeps this many, dropping its oldest first.
+    readings_queue_max_length: int = 1_000_000
+    dead_letters_max_length: int = 100_000
 
     # Local ports (the gateway's routes follow them, see Caddyfile). Servers listen on
     # `bind_host`: loopback locally, every interface inside a container.
@@ -153,6 +158,8 @@ def load_settings(**overrides) -> Settings:
         monitor_replicas=_int("MONITOR_REPLICAS", 3),
         replica=_int("REPLICA", 1),
         balancer_strategy=_text("BALANCER_STRATEGY", "round-robin"),
+        readings_queue_max_length=_int("READINGS_QUEUE_MAX_LENGTH", 1_000_000),
+        dead_letters_max_length=_int("DEAD_LETTERS_MAX_LENGTH", 100_000),
         bind_host=_text("BIND_HOST", "127.0.0.1"),
         gateway_port=_int("GATEWAY_PORT", 8080),
         web_port=_int("WEB_PORT", 5000),
@@ -181,6 +188,8 @@ def load_settings(**overrides) -> Settings:
         raise SettingsError("EMS_MONITOR_REPLICAS must be at least 1")
     if values["replica"] < 1:
         raise SettingsError("EMS_REPLICA must be at least 1")
+    if values["readings_queue_max_length"] < 1 or values["dead_letters_max_length"] < 1:
+        raise SettingsError("EMS_READINGS_QUEUE_MAX_LENGTH and EMS_DEAD_LETTERS_MAX_LENGTH must be positive")
     if values["llm_timeout_seconds"] > 10:
         values["llm_timeout_seconds"] = 10.0
     known = {f.name for f in fields(Settings)}

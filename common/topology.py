@@ -3,11 +3,21 @@
 Every queue is durable and dead-letters into `ems.dlx`, so a message that a
 consumer rejects is kept in `dead.letters` instead of being lost. Declaring is
 idempotent: every process declares what it uses at connect time.
+
+Two queues are bounded so that an overload fills no broker's memory:
+`readings.incoming` refuses new readings when full (`reject-publish`: the
+publisher gets a nack and retries later, nothing is dropped), and
+`dead.letters` drops its oldest letters first (`drop-head`: a flood of bad
+input must not stop the pipeline, and the newest letters say most about it).
+A queue's arguments are fixed when it is created: `python -m migrations
+upgrade` replaces a queue declared with other ones (see migrations/broker.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from common.settings import Settings
 
 READINGS_EXCHANGE = "ems.readings"
 READING_ROUTING_KEY = "reading"
@@ -57,6 +67,21 @@ class Queue:
     exchange: str
     routing_keys: tuple[str, ...]
     arguments: dict = field(default_factory=dict)
+    # dead.letters is the end of the line: a dead-letter exchange of its own would make a cycle.
+    dead_lettered: bool = True
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """Hold the length limits of the bounded queues (readings.incoming, dead.letters)."""
+
+    readings: int = Settings.readings_queue_max_length
+    dead_letters: int = Settings.dead_letters_max_length
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueLimits:
+        """Return the limits configured in `settings`."""
+        return cls(settings.readings_queue_max_length, settings.dead_letters_max_length)
 
 
 EXCHANGES: dict[str, str] = {
@@ -69,10 +94,13 @@ EXCHANGES: dict[str, str] = {
 }
 
 
-def queues(replicas: int) -> list[Queue]:
+def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
     """Return every queue of the topology for a pipeline of `replicas` monitors."""
     fixed = [
-        Queue(READINGS_QUEUE, READINGS_EXCHANGE, (READING_ROUTING_KEY,)),
+        Queue(DEAD_LETTERS_QUEUE, DEAD_LETTER_EXCHANGE, ("#",),
+              {"x-max-length": limits.dead_letters, "x-overflow": "drop-head"}, dead_lettered=False),
+        Queue(READINGS_QUEUE, READINGS_EXCHANGE, (READING_ROUTING_KEY,),
+              {"x-max-length": limits.readings, "x-overflow": "reject-publish"}),
         Queue(
             MONITOR_EVENTS_QUEUE,
             EVENTS_EXCHANGE,
@@ -92,18 +120,21 @@ def queues(replicas: int) -> list[Queue]:
 
 def queue_arguments(queue: Queue) -> dict:
     """Return the declare arguments of `queue`: its own plus the dead-letter exchange."""
+    if not queue.dead_lettered:
+        return dict(queue.arguments)
     return {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE, **queue.arguments}
 
 
-def declare_topology(channel, replicas: int) -> None:
-    """Declare every exchange, queue and binding on a pika channel (idempotent)."""
+def declare_exchanges(channel) -> None:
+    """Declare every exchange on a pika channel (idempotent)."""
     for name, kind in EXCHANGES.items():
         channel.exchange_declare(exchange=name, exchange_type=kind, durable=True)
-    # dead.letters is the end of the line: it has no dead-letter exchange of its own,
-    # which would only make a cycle.
-    channel.queue_declare(queue=DEAD_LETTERS_QUEUE, durable=True)
-    channel.queue_bind(queue=DEAD_LETTERS_QUEUE, exchange=DEAD_LETTER_EXCHANGE, routing_key="#")
-    for queue in queues(replicas):
+
+
+def declare_topology(channel, replicas: int, limits: QueueLimits = QueueLimits()) -> None:
+    """Declare every exchange, queue and binding on a pika channel (idempotent)."""
+    declare_exchanges(channel)
+    for queue in queues(replicas, limits):
         channel.queue_declare(queue=queue.name, durable=True, arguments=queue_arguments(queue))
         for key in queue.routing_keys:
             channel.queue_bind(queue=queue.name, exchange=queue.exchange, routing_key=key)

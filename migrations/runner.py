@@ -11,6 +11,7 @@ from alembic.config import Config
 from common.db import SERVICES_WITH_DATABASE, create_databases
 from common.logs import log_event
 from common.settings import Settings
+from migrations.broker import upgrade_broker
 
 logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent
@@ -25,9 +26,12 @@ def alembic_config(settings: Settings, service: str) -> Config:
     return config
 
 
-def upgrade(settings: Settings, services=SERVICES_WITH_DATABASE) -> None:
-    """Create the databases if needed and upgrade each one to `head`."""
+def upgrade(settings: Settings, services=SERVICES_WITH_DATABASE, broker: bool = True) -> None:
+    """Create the databases if needed and upgrade each one to `head`; then the broker's queues."""
     create_databases(settings, services)
     for service in services:
         command.upgrade(alembic_config(settings, service), "head")
         log_event(logger, "migrations.upgraded", database=settings.database_name(service))
+    if broker:
+        upgrade_broker(settings)
+        log_event(logger, "migrations.broker_upgraded")
