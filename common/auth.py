@@ -15,7 +15,8 @@ import jwt as pyjwt
 from flask import Flask, jsonify, redirect, request, url_for
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
 
-from common.settings import Settings
+from common import security
+from common.settings import MIN_JWT_SECRET_LENGTH, Settings, SettingsError
 
 ACCESS_COOKIE = "access_token_cookie"
 CSRF_HEADER = "X-CSRF-TOKEN"
@@ -54,7 +55,11 @@ def wants_json() -> bool:
 
 
 def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
-    """Configure flask-jwt-extended identically in every Flask service."""
+    """Configure flask-jwt-extended and the security headers identically in every Flask service."""
+    if len(settings.jwt_secret) < MIN_JWT_SECRET_LENGTH:
+        # Settings built by hand (dataclasses.replace) skip load_settings' check.
+        raise SettingsError("no usable JWT secret: see EMS_JWT_SECRET in README.md")
+    security.init_app(app, settings)
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret,
         JWT_ALGORITHM=JWT_ALGORITHM,
@@ -150,6 +155,8 @@ def mint_access_token(settings: Settings, identity: Identity,
 
 def decode_access_token(token: str, settings: Settings) -> Identity:
     """Verify an access token outside Flask (the notifier's sockets); raise if invalid."""
+    if len(settings.jwt_secret) < MIN_JWT_SECRET_LENGTH:
+        raise pyjwt.InvalidTokenError("no usable JWT secret to verify with")
     claims = pyjwt.decode(token, settings.jwt_secret, algorithms=[JWT_ALGORITHM],
                           options={"require": ["exp", "sub"]})
     if claims.get("type") != "access":

@@ -1,9 +1,11 @@
 """Every EMS setting, read from `EMS_*` environment variables in this one place.
 
-Local defaults are safe for a developer machine. Secrets (JWT key, database
-password, LLM key) have no production default: with `EMS_ENV=production` a
-missing secret stops the service at start-up. Each secret may also be given as
-a file (`EMS_<NAME>_FILE`), which is how Docker Swarm hands secrets over.
+Local defaults are safe for a developer machine. Secrets have no default in any
+environment: a process without a JWT secret refuses to start. Each setting is
+read, first found wins, from `EMS_<NAME>`, from the file `EMS_<NAME>_FILE` (how
+Docker Swarm hands secrets over), then from the secrets file: `EMS_SECRETS_FILE`,
+or `.ems-secrets` in the repository root when it exists, which `make run` and
+`make test` fill with random secrets on first use (common/security.py).
 """
 
 from __future__ import annotations
@@ -12,22 +14,59 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-DEVELOPMENT_JWT_SECRET = "ems-development-only-jwt-secret-change-me"  # noqa: S105
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+# Where `make run` keeps the secrets it generated (git-ignored, readable by its owner only).
+DEFAULT_SECRETS_FILE = REPOSITORY_ROOT / ".ems-secrets"
+# HS256 keys shorter than the hash (32 bytes) are guessable offline from one token.
+MIN_JWT_SECRET_LENGTH = 32
 
 
 class SettingsError(RuntimeError):
     """A setting is missing or malformed."""
 
 
-def _raw(name: str) -> str | None:
-    """Return the value of EMS_<name>, or the contents of the file EMS_<name>_FILE."""
+def secrets_file_path(env: str) -> Path | None:
+    """Return the secrets file every process reads, or None when there is none.
+
+    Production reads only a file it is told about: a file that happens to lie in
+    the checkout must not stand in for the deployment's own secrets.
+    """
+    named = os.environ.get("EMS_SECRETS_FILE")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise SettingsError(f"EMS_SECRETS_FILE names {named}, which is not a file")
+        return path
+    if env == "production":
+        return None
+    return DEFAULT_SECRETS_FILE if DEFAULT_SECRETS_FILE.is_file() else None
+
+
+def read_secrets_file(path: Path) -> dict[str, str]:
+    """Return the `EMS_NAME=value` lines of a secrets file (blank lines and # comments skipped)."""
+    if path.stat().st_mode & 0o077:
+        raise SettingsError(f"{path} is readable by other users: chmod 600 {path}")
+    values = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals or not name.startswith("EMS_"):
+            raise SettingsError(f"{path} line {number}: expected EMS_NAME=value")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def _raw(name: str, from_file: dict[str, str] | None = None) -> str | None:
+    """Return EMS_<name>, else the contents of the file EMS_<name>_FILE, else the secrets file's value."""
     value = os.environ.get(f"EMS_{name}")
     if value is not None:
         return value
     path = os.environ.get(f"EMS_{name}_FILE")
     if path:
         return Path(path).read_text(encoding="utf-8").strip()
-    return None
+    return (from_file or {}).get(f"EMS_{name}")
 
 
 def _text(name: str, default: str) -> str:
@@ -76,17 +115,32 @@ class Settings:
     stomp_port: int = 61613
 
     # Authentication.
-    jwt_secret: str = field(default=DEVELOPMENT_JWT_SECRET, repr=False)
+    # No default: a known key would let anyone forge an administrator's token.
+    jwt_secret: str = field(default="", repr=False)
     access_token_minutes: int = 15
     refresh_token_days: int = 7
-    cookie_secure: bool = False
+    cookie_secure: bool = False  # true by default in production
     signup_enabled: bool = True
+    # Failed logins per e-mail from one address, and from one address over every e-mail.
     login_attempts_per_minute: int = 10
+    login_attempts_per_address_per_minute: int = 30
+    signups_per_address_per_hour: int = 10
+    # Proxies in front of the HTTP services whose X-Forwarded-For is trusted (the gateway: 1;
+    # 0 when a service is reachable directly, so a client cannot choose its own address).
+    trusted_proxy_hops: int = 1
+
+    # Abuse budgets of one user, whatever the number of their sockets or tabs.
+    chat_event_burst: int = 20
+    chat_events_per_second: float = 5.0
+    sockets_per_user: int = 10
+    llm_calls_per_user_per_hour: int = 20
 
     # Pipeline.
     monitor_replicas: int = 3
     replica: int = 1
     balancer_strategy: str = "round-robin"
+    # Readings stamped further ahead of the receiving process's clock are refused (clock drift).
+    max_clock_skew_seconds: int = 300
     # Overload protection (see "Overload protection" in README.md): when readings.incoming
     # holds this many, the broker refuses (nacks) new readings and publishers back off;
     # dead.letters keeps this many, dropping its oldest first.
@@ -138,26 +192,37 @@ class Settings:
 
 def load_settings(**overrides) -> Settings:
     """Read the settings from the environment; keyword arguments win over it."""
+    env = _text("ENV", "development")
+    path = secrets_file_path(env)
+    from_file = read_secrets_file(path) if path else {}
     values = dict(
-        env=_text("ENV", "development"),
+        env=env,
         log_level=_text("LOG_LEVEL", "INFO"),
         db_host=_text("DB_HOST", "127.0.0.1"),
         db_port=_int("DB_PORT", 3306),
         db_user=_text("DB_USER", "root"),
-        db_password=_raw("DB_PASSWORD") or "",
+        db_password=_raw("DB_PASSWORD", from_file) or "",
         db_prefix=_text("DB_PREFIX", "ems_"),
         amqp_url=_text("AMQP_URL", Settings.amqp_url),
         stomp_host=_text("STOMP_HOST", "127.0.0.1"),
         stomp_port=_int("STOMP_PORT", 61613),
-        jwt_secret=_raw("JWT_SECRET") or "",
+        jwt_secret=_raw("JWT_SECRET", from_file) or "",
         access_token_minutes=_int("ACCESS_TOKEN_MINUTES", 15),
         refresh_token_days=_int("REFRESH_TOKEN_DAYS", 7),
-        cookie_secure=_bool("COOKIE_SECURE", False),
+        cookie_secure=_bool("COOKIE_SECURE", env == "production"),
         signup_enabled=_bool("SIGNUP_ENABLED", True),
         login_attempts_per_minute=_int("LOGIN_ATTEMPTS_PER_MINUTE", 10),
+        login_attempts_per_address_per_minute=_int("LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", 30),
+        signups_per_address_per_hour=_int("SIGNUPS_PER_ADDRESS_PER_HOUR", 10),
+        trusted_proxy_hops=_int("TRUSTED_PROXY_HOPS", 1),
+        chat_event_burst=_int("CHAT_EVENT_BURST", 20),
+        chat_events_per_second=float(_text("CHAT_EVENTS_PER_SECOND", "5")),
+        sockets_per_user=_int("SOCKETS_PER_USER", 10),
+        llm_calls_per_user_per_hour=_int("LLM_CALLS_PER_USER_PER_HOUR", 20),
         monitor_replicas=_int("MONITOR_REPLICAS", 3),
         replica=_int("REPLICA", 1),
         balancer_strategy=_text("BALANCER_STRATEGY", "round-robin"),
+        max_clock_skew_seconds=_int("MAX_CLOCK_SKEW_SECONDS", 300),
         readings_queue_max_length=_int("READINGS_QUEUE_MAX_LENGTH", 1_000_000),
         dead_letters_max_length=_int("DEAD_LETTERS_MAX_LENGTH", 100_000),
         bind_host=_text("BIND_HOST", "127.0.0.1"),
@@ -168,7 +233,7 @@ def load_settings(**overrides) -> Settings:
         monitor_api_port=_int("MONITOR_API_PORT", 5003),
         llm_base_url=_text("LLM_BASE_URL", ""),
         llm_model=_text("LLM_MODEL", ""),
-        llm_api_key=_raw("LLM_API_KEY") or "",
+        llm_api_key=_raw("LLM_API_KEY", from_file) or "",
         llm_timeout_seconds=float(_text("LLM_TIMEOUT_SECONDS", "10")),
     )
     values.update(
@@ -179,15 +244,17 @@ def load_settings(**overrides) -> Settings:
     )
     values.update(overrides)
     if not values["jwt_secret"]:
-        if values["env"] == "production":
-            raise SettingsError("EMS_JWT_SECRET (or EMS_JWT_SECRET_FILE) is required in production")
-        values["jwt_secret"] = DEVELOPMENT_JWT_SECRET
-    if values["env"] == "production" and values["jwt_secret"] == DEVELOPMENT_JWT_SECRET:
-        raise SettingsError("the development JWT secret cannot be used in production")
+        raise SettingsError(
+            "no JWT secret: set EMS_JWT_SECRET or EMS_JWT_SECRET_FILE, or run `make run` "
+            f"(scripts/bootstrap.sh), which generates {DEFAULT_SECRETS_FILE.name} with a random one")
+    if len(values["jwt_secret"]) < MIN_JWT_SECRET_LENGTH:
+        raise SettingsError(f"the JWT secret must have at least {MIN_JWT_SECRET_LENGTH} characters")
     if values["monitor_replicas"] < 1:
         raise SettingsError("EMS_MONITOR_REPLICAS must be at least 1")
     if values["replica"] < 1:
         raise SettingsError("EMS_REPLICA must be at least 1")
+    if values["max_clock_skew_seconds"] < 0:
+        raise SettingsError("EMS_MAX_CLOCK_SKEW_SECONDS must not be negative")
     if values["readings_queue_max_length"] < 1 or values["dead_letters_max_length"] < 1:
         raise SettingsError("EMS_READINGS_QUEUE_MAX_LENGTH and EMS_DEAD_LETTERS_MAX_LENGTH must be positive")
     if values["llm_timeout_seconds"] > 10:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare this machine for EMS: system packages, MariaDB and RabbitMQ running with
-# the plugins EMS needs, the Python virtualenv and the browser libraries.
+# the plugins EMS needs, the Python virtualenv, the local secrets and the browser libraries.
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +88,12 @@ ensure_virtualenv() {
   fi
 }
 
+ensure_secrets() {
+  # Random secrets on first use, in a git-ignored file only its owner can read; every
+  # process reads it (common/settings.py), so no secret is ever known in advance.
+  $VENV/bin/python -m common.security
+}
+
 ensure_browser_assets() {
   local vendor=web/static/vendor
   if [ ! -f $vendor/.installed ] || [ package-lock.json -nt $vendor/.installed ]; then
@@ -104,4 +110,5 @@ install_system_packages
 ensure_mariadb
 ensure_rabbitmq
 ensure_virtualenv
+ensure_secrets
 ensure_browser_assets

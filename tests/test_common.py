@@ -69,11 +69,11 @@ def test_production_refuses_to_start_without_a_jwt_secret(monkeypatch):
 
 def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
     secret_file = tmp_path / "jwt"
-    secret_file.write_text("from-a-docker-secret\n")
+    secret_file.write_text("from-a-docker-secret-of-a-decent-length\n")
     monkeypatch.setenv("EMS_ENV", "production")
     monkeypatch.delenv("EMS_JWT_SECRET", raising=False)
     monkeypatch.setenv("EMS_JWT_SECRET_FILE", str(secret_file))
-    assert load_settings().jwt_secret == "from-a-docker-secret"
+    assert load_settings().jwt_secret == "from-a-docker-secret-of-a-decent-length"
 
 
 def test_access_token_round_trip_and_refusals(settings):
