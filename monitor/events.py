@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from common.amqp import connect, dead_letter
+from common.amqp import connect, dead_letter, internal_error_reason
+from common.db import blames_the_message, refusal_reason
 from common.logs import log_event
 from common.messages import Event, InvalidMessage, parse_event
 from common.settings import Settings
@@ -95,17 +96,32 @@ class EventsConsumer:
                     pass
 
     def _handle(self, publish_channel, method, properties, body: bytes) -> None:
+        """Apply one event, or dead-letter it with the reason it can never be applied.
+
+        One stuck event would stall every device change behind it (the queue has a
+        single active consumer), so only an outage is retried.
+        """
         try:
-            event = parse_event(body)
+            self._apply(body)
         except InvalidMessage as error:
-            dead_letter(publish_channel, MONITOR_EVENTS_QUEUE, method.routing_key, body, str(error),
-                        properties)
-            log_event(logger, "monitor.event_dead_lettered", level=logging.WARNING, reason=str(error)[:200])
-            return
-        try:
-            with self.engine.begin() as connection:
-                applied = apply_event(connection, event)
+            self._dead_letter(publish_channel, method, properties, body, str(error))
         except DBAPIError as error:
-            raise ConnectionError(f"applying event failed: {error.__class__.__name__}") from error
+            if not blames_the_message(error):
+                raise ConnectionError(f"applying event failed: {error.__class__.__name__}") from error
+            self._dead_letter(publish_channel, method, properties, body, refusal_reason(error))
+        except Exception as error:  # noqa: BLE001 - last resort: one event must not stall the rest
+            logger.exception("monitor.event_crashed message_id=%s", properties.message_id)
+            self._dead_letter(publish_channel, method, properties, body, internal_error_reason(error))
+
+    def _apply(self, body: bytes) -> None:
+        event = parse_event(body)
+        with self.engine.begin() as connection:
+            applied = apply_event(connection, event)
         log_event(logger, "monitor.event_applied" if applied else "monitor.event_stale",
                   type=event.type, sequence=event.sequence)
+
+    @staticmethod
+    def _dead_letter(publish_channel, method, properties, body: bytes, reason: str) -> None:
+        dead_letter(publish_channel, MONITOR_EVENTS_QUEUE, method.routing_key, body, reason, properties)
+        log_event(logger, "monitor.event_dead_lettered", level=logging.WARNING,
+                  message_id=properties.message_id, reason=reason[:200])

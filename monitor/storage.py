@@ -5,12 +5,15 @@ not at all, and the caller acks its deliveries only after the commit:
 
 1. `INSERT IGNORE` the readings, keyed by (device_id, timestamp_ms). A reading
    delivered twice — even to two replicas at once — is inserted by exactly one
-   transaction; the other waits on the row lock and then ignores it.
+   transaction; the other waits on the row lock and then ignores it. The first
+   stored value stands: a reading with the same key but another value is a
+   *conflicting duplicate*, returned to the caller to be dead-lettered.
 2. Add to `hourly_consumption` only the readings this transaction inserted
    (they carry its `batch_id`), with `kwh = kwh + VALUES(kwh)`: the row lock
    serialises replicas updating the same device-hour, the sum stays exact.
 3. For each touched device-hour now over its device's limit, `INSERT IGNORE`
    one alert row: unique per device-hour, so only the first crossing counts.
+   An hour that has not begun yet (a clock a little ahead) raises none.
 
 Keys are sorted before every write so that concurrent batches lock rows in the
 same order; a deadlock that still happens is retried.
@@ -23,7 +26,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -82,10 +85,20 @@ class BatchResult:
     inserted: int = 0
     unknown_device: int = 0
     alerts: int = 0
+    # Readings whose key was stored with another value: the first value stands.
+    conflicting: list[Reading] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.inserted
+        return self.received - self.inserted - len(self.conflicting)
+
+    def add(self, other: BatchResult) -> None:
+        """Add another part of the same batch to this result."""
+        self.received += other.received
+        self.inserted += other.inserted
+        self.unknown_device += other.unknown_device
+        self.alerts += other.alerts
+        self.conflicting += other.conflicting
 
 
 # The hot statement goes to the driver directly with tuples: pymysql folds the
@@ -95,6 +108,9 @@ INSERT_READINGS = (
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
 SELECT_BATCH_KEYS = text("SELECT device_id, timestamp_ms FROM readings WHERE batch_id = :batch_id")
+SELECT_STORED_KWH = text(
+    "SELECT device_id, timestamp_ms, kwh FROM readings WHERE (device_id, timestamp_ms) IN :keys"
+).bindparams(bindparam("keys", expanding=True))
 ADD_HOURLY = text(
     "INSERT INTO hourly_consumption (device_id, hour_start, kwh) VALUES (:device_id, :hour_start, :kwh) "
     "ON DUPLICATE KEY UPDATE kwh = kwh + VALUES(kwh)"
@@ -111,26 +127,49 @@ INSERT_ALERT = text(
     "VALUES (:device_id, :hour_start, :owner_id, :device_name, :kwh, :limit_kwh)"
 )
 COUNT_REPLICA = text(
-    "INSERT INTO replica_stats (replica, readings_stored, duplicates, unknown_device_readings, "
-    "alerts_raised, updated_at) VALUES (:replica, :stored, :duplicates, :unknown, :alerts, UTC_TIMESTAMP(3)) "
+    "INSERT INTO replica_stats (replica, readings_stored, duplicates, conflicting_duplicates, "
+    "unknown_device_readings, alerts_raised, updated_at) "
+    "VALUES (:replica, :stored, :duplicates, :conflicting, :unknown, :alerts, UTC_TIMESTAMP(3)) "
     "ON DUPLICATE KEY UPDATE readings_stored = readings_stored + VALUES(readings_stored), "
     "duplicates = duplicates + VALUES(duplicates), "
+    "conflicting_duplicates = conflicting_duplicates + VALUES(conflicting_duplicates), "
     "unknown_device_readings = unknown_device_readings + VALUES(unknown_device_readings), "
     "alerts_raised = alerts_raised + VALUES(alerts_raised), updated_at = VALUES(updated_at)"
 )
 
 
 def _reading_rows(readings: list[Reading], batch_id: bytes, replica: int) -> list[tuple]:
-    """Return one row per distinct reading key, sorted by key (the lock order).
+    """Return one row per distinct reading key, with its first value, sorted by key (the lock order).
 
     Rows are (device_id, timestamp_ms, hour_start, kwh, batch_id, replica).
     """
-    unique = {(r.device_id, r.timestamp): r for r in readings}
-    return [
-        (device_id, timestamp, hour_start(timestamp), reading_kwh(reading.measurement_value),
-         batch_id, replica)
-        for (device_id, timestamp), reading in sorted(unique.items())
-    ]
+    rows: dict[tuple[str, int], tuple] = {}
+    for reading in readings:
+        key = (reading.device_id, reading.timestamp)
+        if key not in rows:
+            rows[key] = (*key, hour_start(reading.timestamp), reading_kwh(reading.measurement_value),
+                         batch_id, replica)
+    return [rows[key] for key in sorted(rows)]
+
+
+def _conflicting(connection: Connection, readings: list[Reading], rows: list[tuple],
+                 stored: list[tuple]) -> list[Reading]:
+    """Return the readings whose value differs from the one kept for their key.
+
+    The kept value is the first one stored: by another transaction for the keys this
+    one did not insert, or the batch's first reading of the key for those it did.
+    """
+    if len(readings) == len(rows) and len(stored) == len(rows):
+        return []  # every key came once and was new: nothing to compare
+    kept = {(row[0], row[1]): row[3] for row in rows}
+    ours = {(row[0], row[1]) for row in stored}
+    others = [key for key in kept if key not in ours]
+    if others:
+        # INSERT IGNORE waited for (and share-locked) each of these rows: they are committed.
+        kept.update({(device_id, timestamp): kwh for device_id, timestamp, kwh in
+                     connection.execute(SELECT_STORED_KWH, {"keys": others})})
+    return [reading for reading in readings
+            if kept[(reading.device_id, reading.timestamp)] != reading_kwh(reading.measurement_value)]
 
 
 def _inserted_rows(connection: Connection, rows: list[tuple], inserted: int, batch_id: bytes) -> list[tuple]:
@@ -150,7 +189,7 @@ def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: dateti
     candidates = {
         (device_id, hour) for device_id, hour in sums
         if device_id in devices and not devices[device_id].deleted
-        and devices[device_id].owner_id is not None and hour >= oldest
+        and devices[device_id].owner_id is not None and oldest <= hour <= now
     }
     if not candidates:
         return 0
@@ -173,8 +212,9 @@ def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: dateti
 def _count(connection: Connection, replica: int, result: BatchResult) -> None:
     """Add a batch to its replica's counters (a row no other replica writes)."""
     connection.execute(COUNT_REPLICA, {"replica": replica, "stored": result.inserted,
-                                       "duplicates": result.duplicates, "unknown": result.unknown_device,
-                                       "alerts": result.alerts})
+                                       "duplicates": result.duplicates,
+                                       "conflicting": len(result.conflicting),
+                                       "unknown": result.unknown_device, "alerts": result.alerts})
 
 
 def _store_once(connection: Connection, readings: list[Reading], replica: int, now: datetime) -> BatchResult:
@@ -184,6 +224,7 @@ def _store_once(connection: Connection, readings: list[Reading], replica: int, n
     inserted = connection.exec_driver_sql(INSERT_READINGS, rows).rowcount if rows else 0
     stored = _inserted_rows(connection, rows, inserted, batch_id)
     result.inserted = len(stored)
+    result.conflicting = _conflicting(connection, readings, rows, stored)
     devices = {row.id: row for row in connection.execute(
         SELECT_DEVICES, {"ids": sorted({row[0] for row in stored})})} if stored else {}
     result.unknown_device = sum(1 for row in stored if row[0] not in devices)

@@ -6,6 +6,12 @@ connection; a batch closes at BATCH_SIZE deliveries or BATCH_WAIT_SECONDS
 after its first one and is stored outside any callback. Each batch is one
 short transaction, so heartbeats are serviced between batches. Deliveries are acked with one
 `multiple` ack only after the transaction committed.
+
+Nothing that arrives can stop a replica: an invalid reading, a conflicting
+duplicate, one the database refuses for good (the batch is split until that
+reading stands alone) or one that breaks the code is dead-lettered with its
+reason. Only transient faults (the database away, a lock race) are retried,
+after a back-off on a fresh connection.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import pika
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from common.amqp import connect, dead_letter
+from common.amqp import connect, dead_letter, internal_error_reason
+from common.db import blames_the_message, database_error_code, refusal_reason
 from common.logs import log_event
-from common.messages import InvalidMessage, parse_reading
+from common.messages import InvalidMessage, Reading, parse_reading
 from common.settings import Settings
 from common.topology import ingest_queue
 from monitor.alerts import crash_if_fault_injected, publish_pending_alerts
-from monitor.storage import store_readings
+from monitor.storage import BatchResult, store_readings
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,8 @@ BATCH_WAIT_SECONDS = 0.05
 IDLE_WAIT_SECONDS = 1.0
 # Unpublished alerts of a replica that died are picked up by the others this often.
 ALERT_SWEEP_SECONDS = 5.0
+CONFLICTING_DUPLICATE_REASON = ("conflicting-duplicate: this device and timestamp were stored before "
+                                "with another value, which stands")
 
 
 class DatabaseUnavailable(ConnectionError):
@@ -48,6 +57,7 @@ class IngestWorker:
         self.engine = engine
         self.replica = replica
         self.queue = ingest_queue(replica)
+        self.max_future_ms = settings.max_clock_skew_seconds * 1000
         self.stopping = False
         self._connection: pika.BlockingConnection | None = None
         self._consume_channel = None
@@ -121,25 +131,69 @@ class IngestWorker:
             self._process(batch)
 
     def _process(self, batch: list) -> None:
-        """Store a batch, dead-letter its invalid deliveries, then ack it all at once."""
-        readings = []
-        for method, properties, body in batch:
-            try:
-                readings.append(parse_reading(body))
-            except InvalidMessage as error:
-                dead_letter(self._publish_channel, self.queue, method.routing_key, body, str(error),
-                            properties)
-        try:
-            result = store_readings(self.engine, readings, self.replica)
-        except DBAPIError as error:
-            raise DatabaseUnavailable(f"storing a batch failed: {error.__class__.__name__}") from error
+        """Store a batch, dead-letter what cannot be stored, then ack it all at once."""
+        readings, rejected = self._parse(batch)
+        stored, refused = self._store(readings)
+        for delivery, reason in rejected + refused:
+            method, properties, body = delivery
+            dead_letter(self._publish_channel, self.queue, method.routing_key, body, reason, properties)
+            log_event(logger, "monitor.dead_lettered", level=logging.WARNING, replica=self.replica,
+                      message_id=properties.message_id, reason=reason[:200])
         self._consume_channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
-        log_event(logger, "monitor.batch_stored", level=logging.DEBUG, replica=self.replica,
-                  received=result.received, inserted=result.inserted, alerts=result.alerts)
-        if result.alerts:
-            log_event(logger, "monitor.alerts_raised", replica=self.replica, count=result.alerts)
+        if stored.alerts:
+            log_event(logger, "monitor.alerts_raised", replica=self.replica, count=stored.alerts)
             crash_if_fault_injected()
             self._sweep_alerts()
+
+    def _parse(self, batch: list) -> tuple[list[tuple[tuple, Reading]], list[tuple[tuple, str]]]:
+        """Return the batch's valid readings with their deliveries, and the rejected deliveries."""
+        readings, rejected = [], []
+        for delivery in batch:
+            try:
+                readings.append((delivery, parse_reading(delivery[2], max_future_ms=self.max_future_ms)))
+            except InvalidMessage as error:
+                rejected.append((delivery, str(error)))
+            except Exception as error:  # noqa: BLE001 - last resort: one message must not stop the queue
+                logger.exception("monitor.parse_crashed message_id=%s", delivery[1].message_id)
+                rejected.append((delivery, internal_error_reason(error)))
+        return readings, rejected
+
+    def _store(self, readings: list[tuple[tuple, Reading]]) -> tuple[BatchResult, list[tuple[tuple, str]]]:
+        """Store readings; return the totals and the deliveries refused with a reason.
+
+        A batch that the database refuses for a reason in its data is split in halves
+        until the one reading at fault stands alone; the others are stored.
+        """
+        total, refused, parts = BatchResult(), [], [readings]
+        while parts:
+            part = parts.pop()
+            try:
+                result = store_readings(self.engine, [reading for _, reading in part], self.replica)
+            except Exception as error:  # noqa: BLE001 - sorted below: outage, bad data or a bug
+                reason = self._refusal(error, part)
+                if len(part) > 1:
+                    parts += [part[len(part) // 2:], part[:len(part) // 2]]
+                else:
+                    refused.append((part[0][0], reason))
+                continue
+            by_reading = {id(reading): delivery for delivery, reading in part}
+            refused += [(by_reading[id(reading)], CONFLICTING_DUPLICATE_REASON)
+                        for reading in result.conflicting]
+            total.add(result)
+            log_event(logger, "monitor.batch_stored", level=logging.DEBUG, replica=self.replica,
+                      received=result.received, inserted=result.inserted, alerts=result.alerts)
+        return total, refused
+
+    def _refusal(self, error: Exception, part: list) -> str:
+        """Return why storing `part` failed for a reason in its data; raise if it was not the data."""
+        if isinstance(error, DBAPIError):
+            code = database_error_code(error)
+            if not blames_the_message(error):
+                raise DatabaseUnavailable(f"storing a batch failed: {type(error).__name__} {code}") from error
+            return refusal_reason(error)
+        if len(part) == 1:
+            logger.exception("monitor.store_crashed message_id=%s", part[0][0][1].message_id)
+        return internal_error_reason(error)
 
     def _sweep_alerts(self) -> None:
         self._last_sweep = time.monotonic()

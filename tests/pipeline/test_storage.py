@@ -100,6 +100,70 @@ def test_reaching_the_limit_exactly_raises_nothing(engine):
     assert scalar(engine, "SELECT COUNT(*) FROM alerts") == 0
 
 
+def test_a_conflicting_duplicate_keeps_the_first_value_and_is_returned(engine):
+    device_id, stamp = str(uuid.uuid4()), epoch_ms(NOW)
+    first = Reading(stamp, device_id, 0.25)
+    store_readings(engine, [first], replica=1, now=NOW)
+    later = Reading(stamp, device_id, 0.75)
+    same = Reading(stamp, device_id, 0.25)
+    result = store_readings(engine, [later, same], replica=2, now=NOW)
+    assert result.conflicting == [later]
+    assert (result.inserted, result.duplicates) == (0, 1)
+    assert scalar(engine, "SELECT kwh FROM hourly_consumption") == Decimal("0.25")
+    assert scalar(engine, "SELECT SUM(conflicting_duplicates) FROM replica_stats") == 1
+
+
+def test_within_one_batch_the_first_value_of_a_key_stands(engine):
+    device_id, stamp = str(uuid.uuid4()), epoch_ms(NOW)
+    readings = [Reading(stamp, device_id, 0.1), Reading(stamp, device_id, 0.2), Reading(stamp, device_id, 0.1)]
+    result = store_readings(engine, readings, replica=1, now=NOW)
+    assert result.conflicting == [readings[1]]
+    assert (result.inserted, result.duplicates) == (1, 1)
+    assert scalar(engine, "SELECT kwh FROM readings") == Decimal("0.1")
+
+
+def test_conflicting_duplicates_across_concurrent_replicas_keep_one_value_each(engine):
+    devices = [str(uuid.uuid4()) for _ in range(4)]
+    start = epoch_ms(NOW.replace(minute=0))
+    keys = [(start + n * 60_000, devices[n % 4]) for n in range(200)]
+    conflicts: dict[int, list[Reading]] = {}
+
+    def replica(number: int) -> None:
+        # Each replica sends every key with a value of its own: all but one per key conflict.
+        mine = [Reading(stamp, device_id, 0.01 * number) for stamp, device_id in keys]
+        random.Random(number).shuffle(mine)
+        conflicts[number] = []
+        for index in range(0, len(mine), 50):
+            conflicts[number] += store_readings(engine, mine[index:index + 50], replica=number,
+                                                now=NOW).conflicting
+
+    threads = [threading.Thread(target=replica, args=(n,)) for n in range(1, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert scalar(engine, "SELECT COUNT(*) FROM readings") == 200
+    assert sum(len(refused) for refused in conflicts.values()) == 2 * 200
+    # The hourly totals hold exactly the values that were kept, none of the refused ones.
+    assert scalar(engine, "SELECT SUM(kwh) FROM hourly_consumption") == \
+        scalar(engine, "SELECT SUM(kwh) FROM readings")
+
+
+def test_no_alert_for_an_hour_that_has_not_begun(engine):
+    device_id = known_device(engine, limit="0.1")
+    next_hour = epoch_ms(NOW.replace(minute=0) + timedelta(hours=1))
+    store_readings(engine, [Reading(next_hour + 60_000, device_id, 0.5)], replica=1, now=NOW)
+    assert scalar(engine, "SELECT COUNT(*) FROM alerts") == 0
+    assert scalar(engine, "SELECT kwh FROM hourly_consumption") == Decimal("0.5")
+
+
+def test_database_sessions_are_utc_whatever_the_server_zone(engine):
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT @@session.time_zone")).scalar() == "+00:00"
+        assert connection.execute(text("SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW())")).scalar() == 0
+
+
 @pytest.mark.parametrize("case", ["unknown", "deleted", "unassigned", "history"])
 def test_no_alert_for_unknown_deleted_unassigned_devices_or_old_history(engine, case):
     device_id = {
