@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.auth import configure_jwt
 from common.db import engine_options
 from common.logs import configure_logging
 from common.pages import init_pages
+from common.security import trust_gateway
 from common.settings import Settings, load_settings
 from web.extensions import db
 from web.passwords import password_hasher
@@ -34,8 +34,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         JSON_SORT_KEYS=False,
     )
-    # One trusted hop: the gateway (Caddy or Traefik) sets X-Forwarded-For/Proto.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    # The gateway (Caddy or Traefik) sets X-Forwarded-For/Proto; EMS_TRUSTED_PROXY_HOPS says it is there.
+    trust_gateway(app, settings)
     db.init_app(app)
     configure_jwt(app, settings)
     init_pages(app)

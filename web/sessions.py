@@ -32,7 +32,7 @@ REFRESH_WHEN_LEFT = 0.5
 
 
 class TooManyAttempts(Exception):
-    """The e-mail and address have used up their login attempts for this minute."""
+    """The e-mail from this address, or the address itself, has used up its attempts."""
 
 
 def identity_of(user: User) -> Identity:
@@ -49,13 +49,16 @@ def access_token_for(user: User) -> str:
 def authenticate(email: str, password: str, client_address: str) -> User | None:
     """Return the user these credentials belong to, or None; raise TooManyAttempts.
 
-    Only failures count towards the limit, keyed by e-mail and client address.
+    Only failures count, against two limits: the e-mail from this address, and
+    the address over every e-mail (one password tried on every account).
     """
     settings = current_app.config["EMS_SETTINGS"]
     hasher = current_app.extensions["ems_password_hasher"]
     key = ratelimit.attempt_key(email, client_address)
+    address_key = ratelimit.address_attempt_key(client_address)
     now = utcnow()
-    if ratelimit.is_limited(key, settings.login_attempts_per_minute, now):
+    if (ratelimit.is_limited(key, settings.login_attempts_per_minute, now)
+            or ratelimit.is_limited(address_key, settings.login_attempts_per_address_per_minute, now)):
         log_event(logger, "login.rate_limited")
         raise TooManyAttempts
     user = find_by_email(email) if isinstance(email, str) else None
@@ -63,7 +66,7 @@ def authenticate(email: str, password: str, client_address: str) -> User | None:
     # Verify against a dummy hash for unknown e-mails so timing does not reveal them.
     stored = user.password_hash if user else current_app.extensions["ems_dummy_hash"]
     if not verify_password(hasher, stored, password) or user is None:
-        ratelimit.record_failure(key, now)
+        ratelimit.record([key, address_key], now)
         log_event(logger, "login.failed")
         return None
     if hasher.check_needs_rehash(user.password_hash):
@@ -80,15 +83,36 @@ def start_session(response: Response, user: User) -> Response:
     return response
 
 
+def is_same_origin_path(target: object) -> bool:
+    """Tell whether `target` is a path on this site, by the rule login.js applies too.
+
+    A single `/` followed by neither `/` nor `\\` (browsers read both as the start
+    of another host), and no control or whitespace character (browsers drop tabs
+    and newlines, so `/\\t/evil.example` becomes `//evil.example`). Such a string
+    can only resolve to this origin.
+    """
+    if not isinstance(target, str) or len(target) < 1 or target[0] != "/":
+        return False
+    if target[1:2] in ("/", "\\"):
+        return False
+    return not any(ord(ch) < 32 or 127 <= ord(ch) <= 159 or ch.isspace() for ch in target)
+
+
 def safe_next(target: str | None, default: str = "/") -> str:
     """Return `target` if it is a path on this site, else `default` (no open redirects)."""
-    if not target or not isinstance(target, str):
-        return default
-    parts = urlsplit(target)
-    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
-            or "\\" in target or any(ord(ch) < 32 for ch in target)):
-        return default
-    return target
+    return target if is_same_origin_path(target) else default
+
+
+def too_many_signups(address: str) -> bool:
+    """Count one sign-up attempt from `address`; tell whether it is over the hourly limit."""
+    now = utcnow()
+    key = ratelimit.signup_key(address)
+    limit = current_app.config["EMS_SETTINGS"].signups_per_address_per_hour
+    if ratelimit.is_limited(key, limit, now, ratelimit.SIGNUP_WINDOW):
+        log_event(logger, "signup.rate_limited")
+        return True
+    ratelimit.record([key], now)
+    return False
 
 
 def refresh_expiring_access_token(response: Response) -> Response:
@@ -130,5 +154,6 @@ def cross_site_post() -> bool:
 
 
 def client_address() -> str:
-    """Return the address of the browser (behind the gateway, from X-Forwarded-For via ProxyFix)."""
+    """Return the browser's address: behind the gateway, the one it put in X-Forwarded-For
+    (common.security.trust_gateway), never one the client chose."""
     return request.remote_addr or "-"

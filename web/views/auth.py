@@ -26,12 +26,14 @@ from web.sessions import (
     cross_site_post,
     safe_next,
     start_session,
+    too_many_signups,
 )
 from web.validation import ValidationError
 
 blueprint = Blueprint("auth", __name__)
 
 TOO_MANY_ATTEMPTS = "Too many login attempts. Wait a minute and try again."
+TOO_MANY_SIGNUPS = "Too many sign-ups from your network. Try again in an hour."
 BAD_CREDENTIALS = "Wrong e-mail or password."
 
 
@@ -99,6 +101,11 @@ def signup():
     if cross_site_post():
         abort(403)
     form = request.form
+    if too_many_signups(client_address()):
+        response = make_response(render_template("auth/signup.html", form=form, errors={},
+                                                 error=TOO_MANY_SIGNUPS), 429)
+        response.headers["Retry-After"] = "3600"
+        return response
     errors = {}
     if form.get("password", "") != form.get("password_confirm", ""):
         errors["password_confirm"] = "the passwords do not match"  # noqa: S105 - a message
