@@ -1,47 +1,158 @@
 """Message schemas that cross service boundaries, with strict parsing.
 
-Parsing raises `InvalidMessage` with a human-readable reason; consumers
-dead-letter the message with that reason instead of dropping it.
+Parsing raises `InvalidMessage` with a human-readable reason for ANY input, however
+hostile (invalid UTF-8, absurd numbers, deep nesting, lone surrogates); consumers
+dead-letter the message with that reason instead of dropping it. Any other
+exception would crash a consumer's callback and bring the message back for ever.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+import re
+import uuid
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 
 MAX_MESSAGE_BYTES = 4096
+# No message of ours nests deeper than a few levels; this bounds any recursive use of one.
+MAX_JSON_DEPTH = 32
 # Ten minutes of a very large three-phase connection stays well below this.
 MAX_READING_KWH = 100.0
 # Readings before this are certainly a clock error (2000-01-01T00:00:00Z).
 EARLIEST_READING_MS = 946_684_800_000
-# Clocks drift; a reading more than a day ahead of the receiver is refused.
-MAX_READING_FUTURE_MS = 24 * 3600 * 1000
+# Clocks drift, but a meter stamping readings minutes ahead is wrong, not early;
+# processes with settings pass `max_clock_skew_seconds` instead.
+MAX_READING_FUTURE_MS = 5 * 60 * 1000
+# The portal's bounds of a device's limit (web/validation.py).
+MIN_DEVICE_LIMIT_KWH = 0.001
+MAX_DEVICE_LIMIT_KWH = 100_000.0
+# kWh columns are DECIMAL(14,6): an alert's figures stay below this.
+MAX_STORED_KWH = 100_000_000.0
+# User ids are MySQL INT columns; sequences, alert, conversation and message ids BIGINT.
+MAX_USER_ID = 2**31 - 1
+MAX_ROW_ID = 2**63 - 1
+# How much of a reason goes into a dead letter's header or a log line.
+MAX_REASON_CHARS = 500
 
 USER_EVENT_TYPES = ("user.created", "user.updated", "user.deleted")
 DEVICE_EVENT_TYPES = ("device.created", "device.updated", "device.deleted")
 
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.ASCII | re.I)
+
+
+def printable_reason(text, limit: int = MAX_REASON_CHARS) -> str:
+    """Return `text` safe for an AMQP header and a one-line log: escaped, at most `limit` characters."""
+    text = str(text)
+    # Lone surrogates cannot be encoded, control characters and line separators would
+    # break the line: they become their escapes. One more character than fits is
+    # enough to know whether to cut.
+    escaped = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                      for char in text[:limit + 1])
+    return escaped if len(escaped) <= limit else escaped[:limit - 1] + "…"
+
 
 class InvalidMessage(ValueError):
-    """A message that does not follow its schema; the text is the reason."""
+    """A message that does not follow its schema; the text is the reason, always printable."""
+
+    def __init__(self, reason):
+        super().__init__(printable_reason(reason))
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Tell whether `text` holds a lone surrogate, which no UTF-8 encoder (MySQL, JSON, AMQP) accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def exceeds_depth(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Tell whether lists and objects in `value` nest deeper than `limit` levels (the top one is 1)."""
+    pending = [(value, 1)] if isinstance(value, (dict, list, tuple)) else []
+    while pending:  # a loop, not recursion: the depth is what is in question
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
 
 
 def load_json_object(body: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     """Decode a message body that must be one JSON object of at most `max_bytes`."""
+    if not isinstance(body, (bytes, bytearray, str)):
+        raise InvalidMessage(f"body must be bytes, not {type(body).__name__}")
     if len(body) > max_bytes:
         raise InvalidMessage(f"body of {len(body)} bytes exceeds {max_bytes}")
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError as error:
+        raise InvalidMessage(f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from error
+    except ValueError as error:  # invalid UTF-8 or JSON, or an integer of over 4,300 digits
         raise InvalidMessage(f"not valid JSON: {error}") from error
     if not isinstance(value, dict):
         raise InvalidMessage("not a JSON object")
+    # Only a body with many brackets can nest deeply: readings skip the walk.
+    brackets = ("[", "{") if isinstance(body, str) else (b"[", b"{")
+    if sum(body.count(bracket) for bracket in brackets) > MAX_JSON_DEPTH and exceeds_depth(value):
+        raise InvalidMessage(f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _brief(number) -> str:
+    """Return a number short enough for a reason (an integer may have thousands of digits)."""
+    if isinstance(number, int) and number.bit_length() > 64:
+        return f"an integer of about {int(number.bit_length() * math.log10(2))} digits"
+    return str(number)
+
+
+def _integer(value, field: str, minimum: int, maximum: int) -> int:
+    """Return `value` if it is an integer (not a bool) within [minimum, maximum], or raise InvalidMessage."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidMessage(f"{field} must be an integer")
+    if not minimum <= value <= maximum:
+        raise InvalidMessage(f"{field} {_brief(value)} is out of range ({minimum}..{maximum})")
+    return value
+
+
+def _number(value, field: str, minimum: float, maximum: float) -> float:
+    """Return `value` as a finite float within [minimum, maximum], or raise InvalidMessage."""
+    if not _is_number(value):
+        raise InvalidMessage(f"{field} must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidMessage(f"{field} must be finite")
+    # int and float compare exactly, so a huge integer is refused before float() could overflow.
+    if not minimum <= value <= maximum:
+        raise InvalidMessage(f"{field} {_brief(value)} is out of range ({minimum}..{maximum})")
+    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _text(value, field: str, max_chars: int | None = None) -> str:
+    """Return `value` if it is a string that can be stored and re-encoded, or raise InvalidMessage."""
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{field} must be a string")
+    if has_lone_surrogate(value):
+        raise InvalidMessage(f"{field} holds a lone surrogate, which is not text")
+    if max_chars is not None and len(value) > max_chars:
+        raise InvalidMessage(f"{field} has {len(value)} characters, the limit is {max_chars}")
+    return value
+
+
+def _iso_time(value, field: str) -> str:
+    """Return `value` if it is an ISO 8601 time string, or raise InvalidMessage."""
+    text = _text(value, field, 64)
+    try:
+        datetime.fromisoformat(text)
+    except ValueError as error:
+        raise InvalidMessage(f"{field} must be an ISO 8601 time") from error
+    return text
 
 
 @dataclass(frozen=True)
@@ -62,20 +173,28 @@ class Reading:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
 
-def parse_uuid(value) -> str:
+def parse_uuid(value, field: str = "device_id") -> str:
     """Return `value` as a canonical lowercase UUID string, or raise InvalidMessage."""
-    import uuid
-
     if not isinstance(value, str):
-        raise InvalidMessage("device_id must be a UUID string")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as error:
-        raise InvalidMessage(f"device_id {value[:60]!r} is not a UUID") from error
+        raise InvalidMessage(f"{field} must be a UUID string")
+    # uuid.UUID alone also takes braces, "urn:uuid:", underscores and non-ASCII digits.
+    if not _UUID_TEXT.fullmatch(value):
+        raise InvalidMessage(f"{field} {value[:60]!r} is not a UUID")
+    return str(uuid.UUID(value))
 
 
-def parse_reading(body: bytes, now_ms: int | None = None) -> Reading:
-    """Parse and validate a reading message in the seed format."""
+def now_epoch_ms() -> int:
+    """Return this process's clock as epoch milliseconds."""
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def parse_reading(body: bytes, now_ms: int | None = None,
+                  max_future_ms: int = MAX_READING_FUTURE_MS) -> Reading:
+    """Parse and validate a reading message in the seed format.
+
+    A reading stamped more than `max_future_ms` after `now_ms` (this process's
+    clock by default) is refused with a reason starting `future-timestamp:`.
+    """
     value = load_json_object(body)
     expected = {"timestamp", "device_id", "measurement_value"}
     missing = expected - value.keys()
@@ -83,30 +202,33 @@ def parse_reading(body: bytes, now_ms: int | None = None) -> Reading:
         raise InvalidMessage(f"missing field(s): {', '.join(sorted(missing))}")
     extra = value.keys() - expected
     if extra:
-        raise InvalidMessage(f"unexpected field(s): {', '.join(sorted(extra))}")
+        raise InvalidMessage(f"unexpected field(s): {', '.join(repr(name[:40]) for name in sorted(extra))}")
 
     timestamp = value["timestamp"]
-    if not _is_number(timestamp) or not math.isfinite(timestamp) or timestamp != int(timestamp):
+    if isinstance(timestamp, float) and math.isfinite(timestamp) and timestamp.is_integer():
+        timestamp = int(timestamp)
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
         raise InvalidMessage("timestamp must be an integer of epoch milliseconds")
-    timestamp = int(timestamp)
+    if timestamp < EARLIEST_READING_MS:
+        raise InvalidMessage(f"timestamp {_brief(timestamp)} is out of range (before 2000)")
     if now_ms is None:
-        now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    if timestamp < EARLIEST_READING_MS or timestamp > now_ms + MAX_READING_FUTURE_MS:
-        raise InvalidMessage(f"timestamp {timestamp} is out of range")
+        now_ms = now_epoch_ms()
+    if timestamp > now_ms + max_future_ms:
+        raise InvalidMessage(f"future-timestamp: {_brief(timestamp)} is more than {max_future_ms} ms "
+                             f"ahead of this clock ({now_ms})")
 
     measurement = value["measurement_value"]
     if not _is_number(measurement):
         raise InvalidMessage("measurement_value must be a number")
-    measurement = float(measurement)
-    if not math.isfinite(measurement):
+    if isinstance(measurement, float) and not math.isfinite(measurement):
         raise InvalidMessage("measurement_value must be finite")
     if measurement < 0:
         raise InvalidMessage("measurement_value must not be negative")
     if measurement > MAX_READING_KWH:
-        raise InvalidMessage(f"measurement_value {measurement} kWh is absurd (max {MAX_READING_KWH})")
+        raise InvalidMessage(f"measurement_value {_brief(measurement)} kWh is absurd (max {MAX_READING_KWH})")
 
     return Reading(timestamp=timestamp, device_id=parse_uuid(value["device_id"]),
-                   measurement_value=measurement)
+                   measurement_value=float(measurement) + 0.0)
 
 
 @dataclass(frozen=True)
@@ -152,35 +274,30 @@ def parse_event(body: bytes) -> Event:
     """Parse and validate a user or device event."""
     value = load_json_object(body)
     event_type = value.get("type")
-    sequence = value.get("sequence")
-    if not isinstance(sequence, int) or isinstance(sequence, bool):
-        raise InvalidMessage("sequence must be an integer")
-    occurred_at = value.get("occurred_at")
-    if not isinstance(occurred_at, str):
-        raise InvalidMessage("occurred_at must be an ISO 8601 string")
+    sequence = _integer(value.get("sequence"), "sequence", 1, MAX_ROW_ID)
+    occurred_at = _iso_time(value.get("occurred_at"), "occurred_at")
     if event_type in DEVICE_EVENT_TYPES:
         device = value.get("device")
         if not isinstance(device, dict):
             raise InvalidMessage("device event without a device")
         owner_id = device.get("owner_id")
-        limit = device.get("max_hourly_kwh")
-        if owner_id is not None and (not isinstance(owner_id, int) or isinstance(owner_id, bool)):
-            raise InvalidMessage("device.owner_id must be an integer or null")
-        if not _is_number(limit) or not math.isfinite(limit) or limit <= 0:
-            raise InvalidMessage("device.max_hourly_kwh must be a positive number")
-        name = device.get("name")
-        if not isinstance(name, str):
-            raise InvalidMessage("device.name must be a string")
-        state = DeviceState(id=parse_uuid(device.get("id")), name=name, owner_id=owner_id,
-                            max_hourly_kwh=float(limit))
+        if owner_id is not None:
+            owner_id = _integer(owner_id, "device.owner_id", 1, MAX_USER_ID)
+        limit = _number(device.get("max_hourly_kwh"), "device.max_hourly_kwh",
+                        MIN_DEVICE_LIMIT_KWH, MAX_DEVICE_LIMIT_KWH)
+        state = DeviceState(id=parse_uuid(device.get("id"), "device.id"),
+                            name=_text(device.get("name"), "device.name"),
+                            owner_id=owner_id, max_hourly_kwh=limit)
         return Event(sequence, event_type, occurred_at, device=state)
     if event_type in USER_EVENT_TYPES:
         user = value.get("user")
-        if not isinstance(user, dict) or not isinstance(user.get("id"), int):
+        if not isinstance(user, dict) or "id" not in user:
             raise InvalidMessage("user event without a user id")
-        state = UserState(id=user["id"], name=str(user.get("name", "")), role=str(user.get("role", "")))
+        state = UserState(id=_integer(user["id"], "user.id", 1, MAX_USER_ID),
+                          name=_text(user.get("name", ""), "user.name"),
+                          role=_text(user.get("role", ""), "user.role"))
         return Event(sequence, event_type, occurred_at, user=state)
-    raise InvalidMessage(f"unknown event type {event_type!r}")
+    raise InvalidMessage(f"unknown event type {event_type!r:.80}")
 
 
 @dataclass(frozen=True)
@@ -203,15 +320,15 @@ class Alert:
 def parse_alert(body: bytes) -> Alert:
     """Parse an alert message."""
     value = load_json_object(body)
-    try:
-        return Alert(
-            alert_id=int(value["alert_id"]),
-            user_id=int(value["user_id"]),
-            device_id=parse_uuid(value["device_id"]),
-            device_name=str(value["device_name"]),
-            hour_start=str(value["hour_start"]),
-            kwh=float(value["kwh"]),
-            limit_kwh=float(value["limit_kwh"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise InvalidMessage(f"malformed alert: {error}") from error
+    missing = {field.name for field in fields(Alert)} - value.keys()
+    if missing:
+        raise InvalidMessage(f"malformed alert: missing field(s): {', '.join(sorted(missing))}")
+    return Alert(
+        alert_id=_integer(value["alert_id"], "alert_id", 1, MAX_ROW_ID),
+        user_id=_integer(value["user_id"], "user_id", 1, MAX_USER_ID),
+        device_id=parse_uuid(value["device_id"]),
+        device_name=_text(value["device_name"], "device_name"),
+        hour_start=_iso_time(value["hour_start"], "hour_start"),
+        kwh=_number(value["kwh"], "kwh", 0.0, MAX_STORED_KWH),
+        limit_kwh=_number(value["limit_kwh"], "limit_kwh", 0.0, MAX_STORED_KWH),
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
 from common.auth import Identity
 from common.logs import log_event
+from common.messages import MAX_JSON_DEPTH, exceeds_depth
 from common.settings import Settings
 from common.topology import CHAT_EXCHANGE, CHAT_PRESENCE_KEY
 from notifier.presence import Connections, instance_id, presence_message, utc_now_iso
@@ -43,7 +44,10 @@ def chat_message(sender: Identity, payload, received_at: str) -> bytes:
     """Encode a browser's chat event with its verified sender, or raise InvalidChatPayload."""
     if not isinstance(payload, dict):
         raise InvalidChatPayload("payload must be an object")
-    encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    # Checked without recursion before json.dumps recurses into it.
+    if exceeds_depth(payload, MAX_JSON_DEPTH):
+        raise InvalidChatPayload(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
+    encoded = _utf8_json(payload)
     if len(encoded) > MAX_PAYLOAD_BYTES:
         raise InvalidChatPayload(f"payload of {len(encoded)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     message = {
@@ -51,7 +55,18 @@ def chat_message(sender: Identity, payload, received_at: str) -> bytes:
         "payload": payload,
         "received_at": received_at,
     }
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    return _utf8_json(message)
+
+
+def _utf8_json(value) -> bytes:
+    """Encode `value` as compact UTF-8 JSON, or raise InvalidChatPayload with why not."""
+    try:
+        # allow_nan=False: NaN and Infinity are not JSON, whatever Python's decoder accepts.
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError as error:
+        raise InvalidChatPayload("payload holds a lone surrogate, which is not text") from error
+    except (TypeError, ValueError) as error:  # keys or values JSON has no form for, huge integers
+        raise InvalidChatPayload(f"payload is not plain JSON: {error}"[:200]) from error
 
 
 @dataclass

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import ROLES, Identity
-from common.messages import InvalidMessage, load_json_object
+from common.messages import MAX_ROW_ID, MAX_USER_ID, InvalidMessage, has_lone_surrogate, load_json_object
 from support.extensions import db
 from support.models import MAX_BODY_CHARS, Conversation, Message, ReadState, utcnow
 
@@ -25,7 +25,7 @@ BOT_NAME = "EMS assistant"
 HISTORY_PAGE = 30
 MAX_HISTORY_PAGE = 100
 MAX_INBOUND_BYTES = 16_384
-_CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class Rejected(InvalidMessage):
@@ -120,18 +120,21 @@ def parse_inbound(body: bytes) -> Inbound:
     if not isinstance(sender, dict) or not isinstance(payload, dict):
         raise Rejected("sender and payload must be objects")
     user_id, role = sender.get("id"), sender.get("role")
-    if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id < 1:
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 1 <= user_id <= MAX_USER_ID:
         raise Rejected("sender.id must be a positive integer")
     if role not in ROLES:
         raise Rejected("sender.role must be admin or client")
     name = sender.get("name")
     name = name[:120] if isinstance(name, str) else ""
+    if has_lone_surrogate(name):  # it is stored with every message, and MySQL refuses it
+        raise Rejected("sender.name holds a lone surrogate, which is not text")
     try:
-        received_at = datetime.fromisoformat(str(value.get("received_at")))
-    except ValueError as error:
+        received_at = datetime.fromisoformat(value.get("received_at"))
+        if received_at.tzinfo is not None:
+            received_at = received_at.astimezone(UTC).replace(tzinfo=None)
+    # Not a string, not ISO 8601, or an offset that pushes it past year 1 or 9999.
+    except (TypeError, ValueError, OverflowError) as error:
         raise Rejected("received_at must be an ISO-8601 time") from error
-    if received_at.tzinfo is not None:
-        received_at = received_at.astimezone(UTC).replace(tzinfo=None)
     return Inbound(Identity(user_id, role, name), payload, received_at)
 
 
@@ -142,6 +145,8 @@ def clean_body(raw) -> str:
     body = raw.strip()
     if not body:
         raise Rejected("body is empty")
+    if has_lone_surrogate(body):
+        raise Rejected("body holds a lone surrogate, which is not text")
     if len(body) > MAX_BODY_CHARS:
         raise Rejected(f"body has {len(body)} characters, the limit is {MAX_BODY_CHARS}")
     return body
@@ -149,16 +154,18 @@ def clean_body(raw) -> str:
 
 def clean_client_message_id(raw) -> str:
     """Return the browser-generated message id, or raise Rejected."""
-    if not isinstance(raw, str) or not _CLIENT_MESSAGE_ID.match(raw):
+    # fullmatch: `$` of match would also take a trailing newline.
+    if not isinstance(raw, str) or not _CLIENT_MESSAGE_ID.fullmatch(raw):
         raise Rejected("client_message_id must be 1-64 letters, digits or _.:-")
     return raw
 
 
 def positive_id(raw, field: str) -> int:
     """Return a positive integer id from the payload, or raise Rejected."""
-    if isinstance(raw, str) and raw.isdigit():
+    # isdigit() alone also takes "²" and "٣", and int() refuses over 4,300 digits.
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_ROW_ID)):
         raw = int(raw)
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_ROW_ID:
         raise Rejected(f"{field} must be a positive integer")
     return raw
 

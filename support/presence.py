@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from common.messages import MAX_USER_ID, has_lone_surrogate
 from support.chat import Rejected
 from support.extensions import db
 from support.models import PresenceInstance, utcnow
@@ -23,16 +24,17 @@ SILENT_AFTER = timedelta(seconds=45)
 def parse_presence(value: dict) -> tuple[str, list[int], datetime | None]:
     """Return (instance, admin ids, when reported, naive UTC) of a presence report, or raise Rejected."""
     instance, admin_ids = value.get("instance"), value.get("admin_ids")
-    if not isinstance(instance, str) or not 1 <= len(instance) <= 120:
+    if not isinstance(instance, str) or not 1 <= len(instance) <= 120 or has_lone_surrogate(instance):
         raise Rejected("instance must be a string of 1-120 characters")
     if not isinstance(admin_ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in admin_ids):
-        raise Rejected("admin_ids must be a list of integers")
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_USER_ID for i in admin_ids):
+        raise Rejected("admin_ids must be a list of user ids")
     reported_at = None
     if value.get("at") is not None:
         try:
             reported_at = datetime.fromisoformat(value["at"]).astimezone(UTC).replace(tzinfo=None)
-        except (TypeError, ValueError) as error:
+        # OverflowError: an offset that pushes the time past year 1 or 9999.
+        except (TypeError, ValueError, OverflowError) as error:
             raise Rejected("at must be an ISO-8601 time") from error
     return instance, sorted(set(admin_ids)), reported_at
 

@@ -12,12 +12,19 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from common.settings import load_settings
 from migrations.runner import upgrade
 from tests.isolation import environment, isolated
 
 RUN_ID = secrets.token_hex(4)
+
+# Property tests are the same on every run: a fixed seed plus their explicit @example
+# poison inputs, no example database on disk, no deadline a loaded machine could miss.
+hypothesis_settings.register_profile("ems", derandomize=True, deadline=None, database=None,
+                                     max_examples=500)
+hypothesis_settings.load_profile("ems")
 
 
 @pytest.fixture(scope="session")

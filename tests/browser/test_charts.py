@@ -46,7 +46,8 @@ def metered_client(stack, portal, create_account):
     this_hour = int(time.time() * 1000) // HOUR_MS * HOUR_MS
     yesterday_ten = int(datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
                         .timestamp() * 1000) - 24 * HOUR_MS
-    bodies = [reading(device_id, this_hour + (n + 1) * 60_000, 0.2) for n in range(7)]
+    # Seconds apart: minutes would stamp some ahead of the allowed clock skew early in the hour.
+    bodies = [reading(device_id, this_hour + (n + 1) * 1000, 0.2) for n in range(7)]
     bodies += [reading(device_id, yesterday_ten + (n + 1) * 600_000, 0.25) for n in range(2)]
     ConfirmedBurstPublisher(stack.settings, READINGS_EXCHANGE, READING_ROUTING_KEY).publish_all(bodies)
     wait_for(lambda: engine.connect().execute(text("SELECT COUNT(*) FROM readings WHERE device_id = :id"),
