@@ -7,6 +7,7 @@ One pika connection belongs to one thread; nothing here shares a connection.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ import pika
 import pika.exceptions
 
 from common.logs import log_event
+from common.messages import printable_reason
 from common.settings import Settings
 from common.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -43,8 +45,18 @@ class PublishNotConfirmed(RuntimeError):
     """The broker refused (nacked) or could not route a message."""
 
 
+# pika decodes nested header tables recursively, two Python frames a level. One frame
+# (128 KiB) holds at most ~18,700 levels (7 bytes each), which Python's default limit of
+# 1,000 frames cannot decode: the connection would drop and the broker redeliver the same
+# message for ever. Python 3.11 runs pure-Python recursion off the C stack, so a higher
+# limit only costs memory while such a message is decoded.
+HEADER_DECODING_RECURSION_LIMIT = 40_000
+
+
 def connection_parameters(settings: Settings) -> pika.URLParameters:
     """Return pika connection parameters for the configured broker."""
+    if sys.getrecursionlimit() < HEADER_DECODING_RECURSION_LIMIT:
+        sys.setrecursionlimit(HEADER_DECODING_RECURSION_LIMIT)
     parameters = pika.URLParameters(settings.amqp_url)
     parameters.heartbeat = 30
     parameters.blocked_connection_timeout = 60
@@ -126,6 +138,11 @@ class ConfirmingPublisher:
                 pass
 
 
+def internal_error_reason(error: BaseException) -> str:
+    """Return the dead-letter reason for a message whose handling raised an unexpected error."""
+    return f"internal-error: {type(error).__name__}"
+
+
 def dead_letter(channel, source_queue: str, routing_key: str, body: bytes, reason: str,
                 properties: pika.BasicProperties | None = None) -> None:
     """Publish a rejected message to the dead-letter exchange with the reason in a header.
@@ -134,7 +151,7 @@ def dead_letter(channel, source_queue: str, routing_key: str, body: bytes, reaso
     after the dead letter is safely stored.
     """
     headers = dict((properties.headers or {}) if properties else {})
-    headers[DEAD_LETTER_REASON_HEADER] = reason[:500]
+    headers[DEAD_LETTER_REASON_HEADER] = printable_reason(reason)
     headers[DEAD_LETTER_SOURCE_HEADER] = source_queue
     channel.basic_publish(
         exchange=DEAD_LETTER_EXCHANGE,

@@ -97,3 +97,9 @@ def blames_the_message(error: BaseException) -> bool:
     original = getattr(error, "orig", error)
     return (isinstance(original, (pymysql.err.DataError, pymysql.err.IntegrityError))
             or database_error_code(error) in DATA_ERROR_CODES)
+
+
+def refusal_reason(error: BaseException) -> str:
+    """Return the dead-letter reason for a message the database refused for good."""
+    original = getattr(error, "orig", error)
+    return f"database-refused: {database_error_code(error)} {str(original)[:200]}"
