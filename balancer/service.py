@@ -5,7 +5,9 @@ flight at once: the broker confirms them in batches (`multiple`), and only then
 are the original deliveries acked, again in one `multiple` ack for the longest
 settled run. Nothing is acked before its republish (or dead letter) is
 confirmed, so a crash at any moment loses nothing; it may only repeat readings,
-which the replicas store idempotently.
+which the replicas store idempotently. Nothing raises out of the delivery
+callback (that would drop the connection and bring the same message back for
+ever): an invalid reading, or one that breaks the code, is dead-lettered.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pika
 from pika.spec import Basic
 
 from balancer.strategies import LeastLoaded
-from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter
+from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter, internal_error_reason
 from common.amqp_async import CoalescingSelectConnection
 from common.logs import log_event
 from common.messages import InvalidMessage, parse_reading
@@ -125,6 +127,7 @@ class Balancer:
         self.settings = settings
         self.strategy = strategy
         self.counters = counters
+        self.max_future_ms = settings.max_clock_skew_seconds * 1000
         self.stopping = False
         self._connection: CoalescingSelectConnection | None = None
         self._channel = None
@@ -200,11 +203,16 @@ class Balancer:
 
     def _on_reading(self, channel, method, properties, body: bytes) -> None:
         try:
-            reading = parse_reading(body)
+            reading = parse_reading(body, max_future_ms=self.max_future_ms)
+            replica = self.strategy.choose(reading.device_id)
         except InvalidMessage as error:
             self._publish_dead_letter(method.delivery_tag, method.routing_key, body, str(error), properties)
             return
-        replica = self.strategy.choose(reading.device_id)
+        except Exception as error:  # noqa: BLE001 - last resort: raising here would drop the connection
+            logger.exception("balancer.reading_crashed message_id=%s", properties.message_id)
+            self._publish_dead_letter(method.delivery_tag, method.routing_key, body,
+                                      internal_error_reason(error), properties)
+            return
         sequence = self._tracker.next_sequence
         channel.basic_publish(
             exchange=INGEST_EXCHANGE,

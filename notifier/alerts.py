@@ -4,7 +4,9 @@ A STOMP subscription to the durable queue `notifier.alerts` with individual
 acks: an alert is acked only after it has been emitted to its owner's room and
 the admins' room, so a crash or a broker restart loses none (a redelivered
 alert may be emitted twice; browsers drop an alert id they have already shown).
-An alert that does not parse is rejected into the dead-letter exchange.
+An alert that does not parse, or whose emit breaks for any reason but a lost
+connection, is sent to the dead-letter exchange with its reason in a header
+(STOMP headers become AMQP headers) and acked once the broker has its receipt.
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ from urllib.parse import unquote, urlparse
 import stomp
 import stomp.exception
 
-from common.amqp import CONNECTION_ERRORS, RECONNECT_FIRST_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS
+from common.amqp import (
+    CONNECTION_ERRORS,
+    RECONNECT_FIRST_DELAY_SECONDS,
+    RECONNECT_MAX_DELAY_SECONDS,
+    internal_error_reason,
+)
 from common.amqp import connect as amqp_connect
 from common.logs import log_event
-from common.messages import Alert, InvalidMessage, parse_alert
+from common.messages import Alert, InvalidMessage, parse_alert, printable_reason
 from common.realtime import ADMINS_ROOM, user_room
 from common.settings import Settings
-from common.topology import NOTIFIER_ALERTS_QUEUE
+from common.topology import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SOURCE_HEADER,
+    NOTIFIER_ALERTS_QUEUE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +76,19 @@ class _Subscription(stomp.ConnectionListener):
         self.connection = connection
         self.emit = emit
         self.closed = threading.Event()
+        # Dead letters sent, by receipt id: the original alert's ack id, acked on the receipt.
+        self._dead_letters: dict[str, str] = {}
 
     def on_message(self, frame):
         ack_id = frame.headers.get("ack")
         try:
-            alert = parse_alert(frame.body.encode() if isinstance(frame.body, str) else frame.body)
+            alert = parse_alert(frame.body)
         except InvalidMessage as error:
-            # requeue=false makes RabbitMQ dead-letter it through the queue's ems.dlx.
-            log_event(logger, "alert.dead_lettered", level=logging.WARNING, reason=str(error))
-            self.connection.nack(ack_id, requeue="false")
+            self._dead_letter(ack_id, frame, str(error))
+            return
+        except Exception as error:  # noqa: BLE001 - last resort: the alert must not stay unacked
+            logger.exception("alert.parse_crashed message_id=%s", frame.headers.get("message-id"))
+            self._dead_letter(ack_id, frame, internal_error_reason(error))
             return
         try:
             self.emit(ALERT_EVENT, alert_event(alert), to=alert_rooms(alert))
@@ -83,8 +99,31 @@ class _Subscription(stomp.ConnectionListener):
                       error=type(error).__name__)
             self.closed.set()
             return
+        except Exception as error:  # noqa: BLE001 - an alert that cannot be emitted is kept aside
+            logger.exception("alert.emit_crashed alert_id=%s", alert.alert_id)
+            self._dead_letter(ack_id, frame, internal_error_reason(error))
+            return
         self.connection.ack(ack_id)
         log_event(logger, "alert.emitted", alert_id=alert.alert_id, user_id=alert.user_id)
+
+    def _dead_letter(self, ack_id: str, frame, reason: str) -> None:
+        """Send the alert to the dead-letter exchange with its reason; ack it on the broker's receipt."""
+        reason = printable_reason(reason)
+        receipt = f"dead-letter-{ack_id}"
+        self._dead_letters[receipt] = ack_id
+        log_event(logger, "alert.dead_lettered", level=logging.WARNING, reason=reason[:200])
+        self.connection.send(
+            f"/exchange/{DEAD_LETTER_EXCHANGE}/{NOTIFIER_ALERTS_QUEUE}.alert",
+            frame.body,
+            content_type=frame.headers.get("content-type", "application/json"),
+            headers={DEAD_LETTER_REASON_HEADER: reason, DEAD_LETTER_SOURCE_HEADER: NOTIFIER_ALERTS_QUEUE,
+                     "persistent": "true", "receipt": receipt},
+        )
+
+    def on_receipt(self, frame):
+        ack_id = self._dead_letters.pop(frame.headers.get("receipt-id", ""), None)
+        if ack_id is not None:
+            self.connection.ack(ack_id)
 
     def on_error(self, frame):
         log_event(logger, "stomp.error", level=logging.WARNING,
@@ -135,6 +174,8 @@ class AlertBridge:
             timeout=CONNECT_TIMEOUT_SECONDS,
             # This class reconnects, with its own back-off.
             reconnect_attempts_max=1,
+            # Bodies stay bytes: parsed strictly, dead-lettered exactly as they came.
+            auto_decode=False,
         )
         subscription = _Subscription(connection, self.emit)
         connection.set_listener("alerts", subscription)

@@ -18,13 +18,19 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
 from common.db import engine_options
 from common.logs import log_event
+from common.messages import InvalidMessage
 from common.settings import Settings
-from common.topology import EVENTS_EXCHANGE
+from common.topology import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SOURCE_HEADER,
+    EVENTS_EXCHANGE,
+)
 from web.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -39,22 +45,26 @@ CLEANUP_EVERY_SECONDS = 3600
 LOCK_WAIT_SECONDS = 5
 
 
-def unpublished_rows(engine: Engine, limit: int = BATCH_SIZE) -> list[tuple[int, str, bytes]]:
-    """Return up to `limit` committed, unpublished events in id order."""
+def unpublished_rows(engine: Engine, limit: int = BATCH_SIZE) -> list[tuple[int, str, object]]:
+    """Return up to `limit` committed, unpublished events in id order, bodies as stored."""
     with engine.connect() as connection:
         rows = connection.execute(
             text("SELECT id, routing_key, body FROM outbox WHERE published_at IS NULL "
                  "ORDER BY id LIMIT :limit"), {"limit": limit}).all()
-    return [(row.id, row.routing_key, _as_bytes(row.body)) for row in rows]
+    return [(row.id, row.routing_key, row.body) for row in rows]
 
 
-def _as_bytes(body) -> bytes:
-    if isinstance(body, (bytes, bytearray)):
-        return bytes(body)
-    if isinstance(body, str):
-        # Re-encode compactly: MariaDB returns JSON columns as text.
-        return json.dumps(json.loads(body), separators=(",", ":")).encode()
-    return json.dumps(body, separators=(",", ":")).encode()
+def event_body(body) -> bytes:
+    """Return a stored event body as compact JSON, or raise InvalidMessage."""
+    try:
+        if isinstance(body, (bytes, bytearray)):
+            body = bytes(body).decode()
+        if isinstance(body, str):
+            # MariaDB returns JSON columns as text.
+            body = json.loads(body)
+        return json.dumps(body, separators=(",", ":")).encode()
+    except (ValueError, TypeError, RecursionError) as error:  # UnicodeError is a ValueError
+        raise InvalidMessage(f"outbox body is not JSON: {type(error).__name__}") from error
 
 
 def mark_published(engine: Engine, ids: list[int]) -> None:
@@ -74,8 +84,16 @@ def relay_batch(engine: Engine, publisher: ConfirmingPublisher) -> int:
     """
     confirmed: list[int] = []
     try:
-        for row_id, routing_key, body in unpublished_rows(engine):
-            publisher.publish(EVENTS_EXCHANGE, routing_key, body, message_id=str(row_id))
+        for row_id, routing_key, stored in unpublished_rows(engine):
+            try:
+                publisher.publish(EVENTS_EXCHANGE, routing_key, event_body(stored), message_id=str(row_id))
+            except InvalidMessage as error:
+                # A row that cannot be an event is kept aside, not retried for ever.
+                raw = stored if isinstance(stored, bytes) else str(stored).encode("utf-8", "replace")
+                publisher.publish(DEAD_LETTER_EXCHANGE, f"outbox.{routing_key}", raw, message_id=str(row_id),
+                                  headers={DEAD_LETTER_REASON_HEADER: str(error),
+                                           DEAD_LETTER_SOURCE_HEADER: "outbox"})
+                log_event(logger, "relay.dead_lettered", level=logging.WARNING, id=row_id, reason=str(error))
             confirmed.append(row_id)
     finally:
         mark_published(engine, confirmed)
@@ -111,8 +129,8 @@ class OutboxRelay:
             while not self.stopping.is_set():
                 try:
                     self._run_holding_lock()
-                except OperationalError as error:
-                    # The database is away (the lock went with the connection): wait, then start over.
+                except DBAPIError as error:
+                    # Database away or not migrated yet (the lock went with the connection): start over.
                     log_event(logger, "relay.database_unavailable", level=logging.WARNING,
                               error=type(error).__name__, retry_in=round(delay, 1))
                     self.stopping.wait(delay)
@@ -148,7 +166,7 @@ class OutboxRelay:
         while not self.stopping.is_set():
             try:
                 count = relay_batch(self.engine, self.publisher)
-            except (PublishNotConfirmed, OperationalError, *CONNECTION_ERRORS) as error:
+            except (PublishNotConfirmed, DBAPIError, *CONNECTION_ERRORS) as error:
                 # Broker or database away: keep the rows, wait, try again.
                 log_event(logger, "relay.retrying", level=logging.WARNING,
                           error=type(error).__name__, retry_in=round(delay, 1))
