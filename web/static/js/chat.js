@@ -264,6 +264,14 @@
     refreshTimer = setTimeout(() => htmx.trigger(document.body, "inbox-refresh"), delay || 150);
   }
 
+  // The refreshed inbox list keeps the open conversation highlighted: send its id
+  // (here, not in a js: hx-vals, which the Content-Security-Policy's no-eval forbids).
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt.hasAttribute("data-sends-selected-conversation")) return;
+    const thread = document.querySelector("#conversation-pane .chat-thread");
+    event.detail.parameters.selected = (thread && thread.dataset.conversationId) || "";
+  });
+
   function refreshWaitingTimes() {
     document.querySelectorAll(".inbox-waiting[data-since]").forEach((node) => {
       const minutes = Math.max(0, Math.floor((Date.now() - new Date(node.dataset.since)) / 60000));

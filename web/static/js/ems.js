@@ -44,6 +44,24 @@
     }
   });
 
+  // A section whose content failed to load shows its <template id=data-error-template>
+  // instead (a script, not hx-on: the Content-Security-Policy forbids inline code).
+  function showErrorTemplate(event) {
+    const element = event.detail.elt;
+    const template = element && element.dataset && element.dataset.errorTemplate
+      && document.getElementById(element.dataset.errorTemplate);
+    if (template) element.replaceChildren(template.content.cloneNode(true));
+  }
+  document.addEventListener("htmx:responseError", showErrorTemplate);
+  document.addEventListener("htmx:sendError", showErrorTemplate);
+
+  // Bar widths come as data-share (percent): style attributes are refused by the CSP.
+  document.addEventListener("htmx:load", (event) => {
+    event.detail.elt.querySelectorAll("[data-share]").forEach((bar) => {
+      bar.style.width = Number(bar.dataset.share) + "%";
+    });
+  });
+
   function setConnectionState(online) {
     const badge = document.getElementById("connection-status");
     if (!badge) return;
