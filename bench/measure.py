@@ -1,9 +1,10 @@
-"""What several benchmarks measure with: percentiles, the open-files limit, a quiet heap."""
+"""What several benchmarks measure with: percentiles, the open-files limit, a quiet heap, memory."""
 
 from __future__ import annotations
 
 import gc
 import resource
+from pathlib import Path
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -28,3 +29,39 @@ def freeze_simulated_clients() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def rss_kib(pid: int) -> int:
+    """Return the resident memory of process `pid` in KiB (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0  # a zombie has no memory left
+
+
+def process_tree_rss_kib(pid: int) -> int:
+    """Return the resident memory of process `pid` and all its descendants, in KiB.
+
+    A gunicorn master is small; its workers hold the memory that matters.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # The command name may hold spaces and parentheses: fields start after the last ')'.
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += rss_kib(current)
+        pending += children.get(current, [])
+    return total
