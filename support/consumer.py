@@ -6,10 +6,15 @@ messages keep their order and the connection keeps answering heartbeats while
 the database works. The worker processes what has queued up in one transaction
 (batches grow by themselves under load, which is when they pay off), then asks
 the connection thread (`add_callback_threadsafe`) to dead-letter the rejected
-messages and ack the batch with one `multiple` ack. Invalid or forbidden
-messages are dead-lettered with their reason; a database outage requeues the
-batch after a pause; a message that breaks the code is dead-lettered alone
-instead of blocking the queue.
+messages and ack the batch with one `multiple` ack.
+
+A batch goes through `ATTEMPTS` until one works: all at once, then (after a
+send stored before meets the unique key) with the sends looked up, then one
+message per transaction, where a message the database refuses for good or that
+breaks the code is dead-lettered with its reason and the others are stored.
+When the database is away (or the deployment broken), the worker backs off and
+has the channel closed: the broker takes back the failed batch and everything
+received behind it, and delivers them again in their order.
 
 One worker rather than several: the work holds Python's GIL most of the time,
 and more threads only cut batches smaller and fight over it (measured with
@@ -18,6 +23,7 @@ and more threads only cut batches smaller and fight over it (measured with
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import signal
@@ -25,9 +31,19 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from common.amqp import CONNECTION_ERRORS, connect, dead_letter, run_with_reconnect
+from common.amqp import (
+    CONNECTION_ERRORS,
+    RECONNECT_FIRST_DELAY_SECONDS,
+    RECONNECT_MAX_DELAY_SECONDS,
+    connect,
+    dead_letter,
+    internal_error_reason,
+    run_with_reconnect,
+)
+from common.db import blames_the_message, database_error_code, refusal_reason
 from common.logs import log_event
 from common.topology import SUPPORT_INBOUND_QUEUE
 from support.service import ChatService
@@ -37,15 +53,15 @@ PREFETCH = 128
 BATCH_MAX = 32
 POLL_SECONDS = 0.2
 PRESENCE_CHECK_SECONDS = 15
-DATABASE_RETRY_SECONDS = 2.0
 # MariaDB rolled the transaction back to break a deadlock (1213), or did so inside a
 # savepoint, which then no longer exists (1305): the batch can run again at once.
 ROLLED_BACK_BY_THE_DATABASE = {1213, 1305}
+DUPLICATE_KEY = 1062
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One message received on one connection (its tag is valid on that connection only)."""
+    """One message received on one channel (its tag is valid on that channel only)."""
 
     connection: object
     channel: object
@@ -54,11 +70,46 @@ class Delivery:
     body: bytes
     properties: object
 
+    @property
+    def message_id(self) -> str:
+        """Return an id to name the message in logs: the publisher's, or a digest of the body."""
+        given = getattr(self.properties, "message_id", None)
+        return given or "sha256:" + hashlib.sha256(self.body).hexdigest()[:16]
 
-def database_error_code(error: OperationalError) -> int | None:
-    """Return MariaDB's error number behind a SQLAlchemy error, if it has one."""
-    arguments = getattr(error.orig, "args", ())
-    return arguments[0] if arguments and isinstance(arguments[0], int) else None
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way to process a batch; a batch goes through `ATTEMPTS` in order until one works."""
+
+    name: str
+    look_up_sends: bool  # look for stored sends first instead of relying on the unique key
+    one_by_one: bool = False  # one transaction per message: a message that breaks fails alone
+    only_after_duplicate: bool = False  # worth it only when the attempt before met the unique key
+
+
+ATTEMPTS = (
+    Attempt("at once", look_up_sends=False),
+    # A send stored before (retried by a browser, or redelivered) breaks the unique key.
+    # Rare, so batches skip the look-up and only a batch that meets the key pays for it.
+    Attempt("carefully", look_up_sends=True, only_after_duplicate=True),
+    Attempt("one by one", look_up_sends=True, one_by_one=True),
+)
+
+
+def is_duplicate_key(error: BaseException | None) -> bool:
+    """Tell whether `error` is the unique key of sends meeting a send stored before."""
+    return isinstance(error, IntegrityError) and database_error_code(error) == DUPLICATE_KEY
+
+
+def waits_for_the_database(error: BaseException) -> bool:
+    """Tell whether processing must wait for the database rather than blame the messages.
+
+    An outage or lost lock race goes away by itself; a broken deployment (a missing
+    table, denied access) is mended by someone: neither is the messages' fault.
+    """
+    if isinstance(error, (DisconnectionError, PoolTimeoutError)):
+        return True
+    return isinstance(error, DBAPIError) and not blames_the_message(error)
 
 
 class SupportConsumer:
@@ -70,6 +121,11 @@ class SupportConsumer:
         self.stopping = threading.Event()
         self.work: queue.Queue[Delivery | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="inbound-worker", daemon=True)
+        self.database_delay = RECONNECT_FIRST_DELAY_SECONDS
+        # Giving deliveries back: asked by the worker, done on the connection's thread.
+        self.giving_back = False
+        self.given_back = threading.Event()
+        self.next_presence_check = 0.0
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT, reconnecting after broker failures."""
@@ -83,26 +139,27 @@ class SupportConsumer:
     def _stop(self, *_):
         self.stopping.set()
 
+    # --- the connection's thread ---
+
     def _consume(self) -> None:
         connection = connect(self.settings)
         try:
-            channel = connection.channel()
-            # Dead letters must be confirmed before the original is acked.
-            channel.confirm_delivery()
-            channel.basic_qos(prefetch_count=PREFETCH)
-            log_event(logger, "support.consuming", queue=SUPPORT_INBOUND_QUEUE)
-            next_presence_check = 0.0
-            for method, properties, body in channel.consume(SUPPORT_INBOUND_QUEUE,
-                                                            inactivity_timeout=POLL_SECONDS):
-                if method is not None:
-                    self.work.put(Delivery(connection, channel, method.delivery_tag, method.routing_key,
-                                           body, properties))
-                if time.monotonic() >= next_presence_check:
-                    # Notifiers that went silent change "admins online" without any message.
-                    self._refresh_presence()
-                    next_presence_check = time.monotonic() + PRESENCE_CHECK_SECONDS
-                if self.stopping.is_set():
+            while True:
+                channel = connection.channel()
+                # Dead letters must be confirmed before the original is acked.
+                channel.confirm_delivery()
+                channel.basic_qos(prefetch_count=PREFETCH)
+                log_event(logger, "support.consuming", queue=SUPPORT_INBOUND_QUEUE)
+                self._receive(connection, channel)
+                if self.stopping.is_set() or not self.giving_back:
                     break
+                # Closing the channel gives the broker back every delivery not yet settled
+                # on it, which it delivers again in queue order; the worker skips the copies
+                # it still holds (their channel is closed).
+                channel.close()
+                self.giving_back = False
+                self.given_back.set()
+                log_event(logger, "support.given_back", level=logging.WARNING)
             channel.cancel()
             # Let the worker finish what it holds, then acknowledge it before closing.
             deadline = time.monotonic() + 10
@@ -112,6 +169,33 @@ class SupportConsumer:
         finally:
             if connection.is_open:
                 connection.close()
+
+    def _receive(self, connection, channel) -> None:
+        """Hand deliveries to the worker until stopping, or until the worker gives them back."""
+        deliveries = channel.consume(SUPPORT_INBOUND_QUEUE, inactivity_timeout=POLL_SECONDS)
+        for method, properties, body in deliveries:
+            if self.giving_back:
+                return  # this delivery too goes back with the channel
+            if method is not None:
+                self.work.put(Delivery(connection, channel, method.delivery_tag, method.routing_key,
+                                       body, properties))
+            if time.monotonic() >= self.next_presence_check:
+                # Notifiers that went silent change "admins online" without any message.
+                self._refresh_presence()
+                self.next_presence_check = time.monotonic() + PRESENCE_CHECK_SECONDS
+            if self.stopping.is_set() or self.giving_back:
+                return
+
+    def _ask_to_give_back(self) -> None:
+        self.giving_back = True
+
+    def _refresh_presence(self) -> None:
+        try:
+            self.service.refresh_presence()
+        except OperationalError:
+            log_event(logger, "support.presence_check_failed", level=logging.WARNING)
+
+    # --- the worker's thread ---
 
     def _work(self) -> None:
         """Take what has queued up and process it as one batch, again and again."""
@@ -129,57 +213,112 @@ class SupportConsumer:
                     self.work.put(None)
                     break
                 batch.append(item)
+            # Deliveries of a closed channel are the broker's again: it delivers them anew.
+            live = [delivery for delivery in batch if delivery.channel.is_open]
             try:
-                self._process(batch)
+                if live:
+                    self._process(live)
+            except Exception as error:  # noqa: BLE001 - the last resort: never stop, never loop
+                log_event(logger, "support.batch_crashed", level=logging.ERROR, exc_info=True,
+                          message_ids=",".join(delivery.message_id for delivery in live))
+                if live:
+                    self._settle(live, [internal_error_reason(error)] * len(live))
             finally:
                 for _ in batch:
                     self.work.task_done()
 
-    def _process(self, batch: list[Delivery], retry: bool = True, careful: bool = False) -> None:
-        """Process a batch; `careful` looks its sends up first instead of relying on the unique key."""
+    def _process(self, batch: list[Delivery]) -> None:
+        """Process a batch by the first of `ATTEMPTS` that works; settle it or give it back."""
         started = time.perf_counter()
-        try:
-            reasons = self.service.process([(d.routing_key, d.body) for d in batch], look_up_sends=careful)
+        failure = None
+        for attempt in ATTEMPTS:
+            if attempt.only_after_duplicate and not is_duplicate_key(failure):
+                continue
+            if attempt.one_by_one:
+                self._process_one_by_one(batch)
+                return
+            try:
+                reasons = self._run(batch, attempt.look_up_sends)
+            except Exception as error:  # noqa: BLE001 - any failure leads to the next attempt
+                if waits_for_the_database(error):
+                    self._give_back(batch, error)
+                    return
+                failure = error
+                log_event(logger, "support.batch_failed", level=logging.WARNING, attempt=attempt.name,
+                          error=type(error).__name__, code=database_error_code(error), size=len(batch))
+                continue
             log_event(logger, "support.batch_processed", level=logging.DEBUG, size=len(batch),
-                      ms=round((time.perf_counter() - started) * 1000, 1))
-        except OperationalError as error:
-            code = database_error_code(error)
-            if retry and code in ROLLED_BACK_BY_THE_DATABASE:
-                log_event(logger, "support.batch_retried", level=logging.WARNING, code=code, size=len(batch))
-                self._process(batch, retry=False, careful=careful)
-                return
-            log_event(logger, "support.database_unavailable", level=logging.WARNING,
-                      error=type(error).__name__, code=code, size=len(batch))
-            time.sleep(DATABASE_RETRY_SECONDS)
-            self._settle(batch, None, requeue=True)
+                      attempt=attempt.name, ms=round((time.perf_counter() - started) * 1000, 1))
+            self._settle(batch, reasons)
             return
-        except Exception as error:
-            if isinstance(error, IntegrityError) and not careful:
-                # A send stored before: retried by a browser, or redelivered. Rare, so batches
-                # skip the look-up and only a batch that meets the unique key pays for it.
-                self._process(batch, retry, careful=True)
-                return
-            if len(batch) > 1:
-                for delivery in batch:  # find the one message that breaks, keep the others
-                    self._process([delivery], careful=careful)
-                return
-            if retry and isinstance(error, IntegrityError):
-                # Another consumer stored the same send after our look-up: now it is found.
-                self._process(batch, retry=False, careful=True)
-                return
-            log_event(logger, "support.message_failed", level=logging.ERROR, exc_info=True)
-            reasons = ["internal error while processing this message"]
-        self._settle(batch, reasons)
 
-    def _settle(self, batch: list[Delivery], reasons: list[str | None] | None, requeue: bool = False) -> None:
-        """Have the connection's thread dead-letter, ack or requeue the batch.
+    def _process_one_by_one(self, batch: list[Delivery]) -> None:
+        """Process each delivery alone: one that fails for good is dead-lettered, the others stored."""
+        for index, delivery in enumerate(batch):
+            try:
+                reasons = self._run([delivery], look_up_sends=True)
+            except Exception as error:  # noqa: BLE001 - a message that breaks is dead-lettered
+                if waits_for_the_database(error):
+                    self._give_back(batch[index:], error)
+                    return
+                reasons = [self._failure_reason(delivery, error)]
+            self._settle([delivery], reasons)
+
+    def _run(self, deliveries: list[Delivery], look_up_sends: bool) -> list[str | None]:
+        """Process deliveries in one transaction; run them again at once after a lost lock race."""
+        messages = [(delivery.routing_key, delivery.body) for delivery in deliveries]
+        try:
+            return self.service.process(messages, look_up_sends=look_up_sends)
+        except DBAPIError as error:
+            code = database_error_code(error)
+            # A duplicate despite the look-up: another consumer stored the send after it.
+            if code not in ROLLED_BACK_BY_THE_DATABASE and not (look_up_sends and is_duplicate_key(error)):
+                raise
+            log_event(logger, "support.batch_retried", level=logging.WARNING, code=code, size=len(messages))
+            return self.service.process(messages, look_up_sends=look_up_sends)
+
+    @staticmethod
+    def _failure_reason(delivery: Delivery, error: Exception) -> str:
+        """Return why a message that failed alone is dead-lettered, logging the failure."""
+        if isinstance(error, DBAPIError):  # the database refused the message's data
+            log_event(logger, "support.message_refused", level=logging.WARNING,
+                      message_id=delivery.message_id, code=database_error_code(error))
+            return refusal_reason(error)
+        log_event(logger, "support.message_failed", level=logging.ERROR, exc_info=True,
+                  message_id=delivery.message_id, routing_key=delivery.routing_key)
+        return internal_error_reason(error)
+
+    def _give_back(self, deliveries: list[Delivery], error: Exception) -> None:
+        """Wait for the database, backing off, then give the broker back what is not settled.
+
+        That is these deliveries and all received after them: the broker delivers them
+        again in their order, so a client's messages are stored in the order sent.
+        """
+        delay, self.database_delay = self.database_delay, min(self.database_delay * 2,
+                                                               RECONNECT_MAX_DELAY_SECONDS)
+        log_event(logger, "support.database_unavailable", level=logging.WARNING, error=type(error).__name__,
+                  code=database_error_code(error), size=len(deliveries), retry_in=delay)
+        time.sleep(delay)
+        connection = deliveries[-1].connection
+        self.given_back.clear()
+        try:
+            connection.add_callback_threadsafe(self._ask_to_give_back)
+        except CONNECTION_ERRORS:
+            return  # closed: the broker has taken everything back already
+        while not self.given_back.wait(POLL_SECONDS):
+            if connection.is_closed or self.stopping.is_set():
+                return
+
+    def _settle(self, batch: list[Delivery], reasons: list[str | None]) -> None:
+        """Have the connection's thread dead-letter what was rejected and ack the batch.
 
         Deliveries are processed and settled in the order they came, so one
-        `multiple` ack (or nack) of a batch's last delivery settles all of it.
+        `multiple` ack of a batch's last delivery settles all of it.
         """
-        rejected = [(delivery, reason) for delivery, reason in zip(batch, reasons or [None] * len(batch),
-                                                                   strict=True) if reason is not None]
-        # A batch may straddle a reconnection: each part goes back on its own channel.
+        self.database_delay = RECONNECT_FIRST_DELAY_SECONDS
+        rejected = [(delivery, reason) for delivery, reason in zip(batch, reasons, strict=True)
+                    if reason is not None]
+        # A batch may straddle a reconnection: each part is acked on its own channel.
         last_on_channel = {id(d.channel): d for d in batch}.values()
 
         def settle():
@@ -188,22 +327,12 @@ class SupportConsumer:
                     dead_letter(delivery.channel, SUPPORT_INBOUND_QUEUE, delivery.routing_key, delivery.body,
                                 reason, delivery.properties)
                     log_event(logger, "support.dead_lettered", level=logging.WARNING,
-                              routing_key=delivery.routing_key, reason=reason)
+                              routing_key=delivery.routing_key, message_id=delivery.message_id, reason=reason)
             for last in last_on_channel:
-                if not last.channel.is_open:
-                    continue  # that connection is gone: the broker redelivers, processing is idempotent
-                if requeue:
-                    last.channel.basic_nack(last.tag, multiple=True, requeue=True)
-                else:
+                if last.channel.is_open:  # else the broker redelivers; processing is idempotent
                     last.channel.basic_ack(last.tag, multiple=True)
 
         try:
             batch[-1].connection.add_callback_threadsafe(settle)
         except CONNECTION_ERRORS:
             pass  # closed: the broker redelivers
-
-    def _refresh_presence(self) -> None:
-        try:
-            self.service.refresh_presence()
-        except OperationalError:
-            log_event(logger, "support.presence_check_failed", level=logging.WARNING)
