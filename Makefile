@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup migrate seed lint bench clean
+.PHONY: run test setup migrate seed lint bench soak clean
 
 ## run: set everything up, then start every process behind the gateway on :8080
 run: setup migrate seed
@@ -41,6 +41,11 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/chat.py
+
+## soak: the whole system for 10 minutes under load, poison messages and killed workers; exits 1
+## if a reading was lost or counted twice (SOAK_ARGS="--minutes 1 --devices 200 --sockets 200" to try)
+soak: setup
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules web/static/vendor
