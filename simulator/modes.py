@@ -35,6 +35,10 @@ DEVICE_REFRESH_SECONDS = 60.0
 LIMIT_TO_SCALE = 4.0
 # Live readings are seconds apart: rounded to what the monitor stores (a milliwatt-hour).
 LIVE_KWH_PLACES = 6
+# Readings a paced run keeps while the broker refuses them; then it waits instead of making more.
+MAX_PACED_BACKLOG = 10_000
+PACED_RETRY_FIRST_SECONDS = 0.5
+PACED_RETRY_MAX_SECONDS = 15.0
 
 
 class NoDevices(RuntimeError):
@@ -243,8 +247,10 @@ def live(arguments, settings: Settings) -> PublishSummary:
 def paced(settings: Settings, devices, interval: float, rounds: int | None, value) -> PublishSummary:
     """Every `interval` seconds send one reading per device stamped now, each confirmed.
 
-    A reading that could not be sent (broker restarting) is kept and sent first
-    in the next round, so a live run rides out an outage.
+    A reading that could not be sent (broker restarting, or refusing readings
+    because it is overloaded) is kept and sent first in the next round, so a
+    live run rides out an outage. The backlog is bounded: when it is full, the
+    run waits, retrying with a capped back-off, before it makes new readings.
     """
     publisher = ConfirmingPublisher(settings)
     summary = PublishSummary()
@@ -257,15 +263,14 @@ def paced(settings: Settings, devices, interval: float, rounds: int | None, valu
             fresh = [Reading(epoch_ms(at), device["id"], value(device, at)) for device in devices()]
             backlog += fresh
             summary.sent += len(fresh)
-            while backlog:
-                try:
-                    publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY, backlog[0].to_json())
-                except (PublishNotConfirmed, *CONNECTION_ERRORS) as error:
-                    log_event(logger, "simulator.publish_failed", level=logging.WARNING,
-                              error=type(error).__name__, waiting=len(backlog))
-                    break
-                backlog.pop(0)
-                summary.confirmed += 1
+            send_backlog(publisher, backlog, summary)
+            delay = PACED_RETRY_FIRST_SECONDS
+            while len(backlog) >= MAX_PACED_BACKLOG:
+                log_event(logger, "simulator.backlog_full", level=logging.WARNING, waiting=len(backlog),
+                          retry_in=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, PACED_RETRY_MAX_SECONDS)
+                send_backlog(publisher, backlog, summary)
             index += 1
             if rounds is not None and index >= rounds:
                 break
@@ -280,6 +285,21 @@ def paced(settings: Settings, devices, interval: float, rounds: int | None, valu
         publisher.close()
         summary.seconds = time.monotonic() - started
     return summary
+
+
+def send_backlog(publisher: ConfirmingPublisher, backlog: list[Reading], summary: PublishSummary) -> None:
+    """Publish the backlog's readings in order until one is refused or the broker is gone."""
+    while backlog:
+        try:
+            publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY, backlog[0].to_json())
+        except (PublishNotConfirmed, *CONNECTION_ERRORS) as error:
+            if isinstance(error, PublishNotConfirmed):
+                summary.nacked += 1
+            log_event(logger, "simulator.publish_failed", level=logging.WARNING,
+                      error=type(error).__name__, waiting=len(backlog))
+            return
+        backlog.pop(0)
+        summary.confirmed += 1
 
 
 def load_bodies(device_ids: list[str], count: int, end_ms: int) -> Iterator[bytes]:

@@ -3,10 +3,16 @@
 A blocking pika channel in confirm mode waits for every single confirm, which
 caps a publisher at a few hundred persistent messages per second. This one
 runs an asynchronous connection, keeps up to `window` messages unconfirmed and
-counts the broker's (usually `multiple`) confirms. A nacked message is sent
-again; after a lost connection every unconfirmed message is sent again on a
-new one, so a reading may arrive twice but is never lost (the pipeline stores
-readings idempotently).
+counts the broker's (usually `multiple`) confirms. After a lost connection
+every unconfirmed message is sent again on a new one, so a reading may arrive
+twice but is never lost (the pipeline stores readings idempotently).
+
+A nack means the broker is overloaded (`readings.incoming` at its length
+limit): the nacked messages are sent again after a back-off that doubles up to
+a cap, and the window halves at each nack and grows back with acks, so a
+publisher facing a full queue probes with a few messages instead of a flood.
+Memory stays bounded: fresh messages are drawn from the iterable only while
+unconfirmed plus awaiting-retry messages number fewer than `window`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ DEFAULT_WINDOW = 2000
 RECONNECT_DELAY_SECONDS = 1.0
 MAX_RECONNECTS = 30
 RATE_TICK_SECONDS = 0.01
+NACK_FIRST_DELAY_SECONDS = 0.05
+NACK_MAX_DELAY_SECONDS = 2.0
 
 
 @dataclass
@@ -39,7 +47,8 @@ class PublishSummary:
 
     sent: int = 0
     confirmed: int = 0
-    resent: int = 0
+    nacked: int = 0  # refused by the broker (overload), then sent again after a back-off
+    resent: int = 0  # unconfirmed when a connection was lost, sent again on the next
     seconds: float = 0.0
 
     @property
@@ -49,7 +58,7 @@ class PublishSummary:
 
     def line(self) -> str:
         """Return the one-line summary printed at the end of a run."""
-        return (f"sent={self.sent} confirmed={self.confirmed} resent={self.resent} "
+        return (f"sent={self.sent} confirmed={self.confirmed} nacked={self.nacked} resent={self.resent} "
                 f"seconds={self.seconds:.2f} rate={self.rate:.0f}/s")
 
 
@@ -77,6 +86,10 @@ class ConfirmedBurstPublisher:
         self._failure = ""
         self._last_progress = 0.0
         self._properties = pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT)
+        # Congestion control: the window in force now, and the back-off after nacks.
+        self._congestion_window = window
+        self._nack_delay = 0.0
+        self._paused_until = 0.0
 
     def publish_all(self, bodies: Iterable[bytes]) -> PublishSummary:
         """Publish everything and return once the broker confirmed every message."""
@@ -111,6 +124,8 @@ class ConfirmedBurstPublisher:
             self._failure = repr(error)
             return False
         self._sequence = 0
+        # A back-off's wake-up was scheduled on the lost connection's loop.
+        self._paused_until = 0.0
         self._connection = CoalescingSelectConnection(
             connection_parameters(self.settings),
             on_open_callback=lambda connection: connection.channel(on_open_callback=self._on_channel_open),
@@ -146,8 +161,10 @@ class ConfirmedBurstPublisher:
             return None
 
     def _allowance(self) -> int:
-        """Return how many messages may go out now (window and rate limit)."""
-        room = self.window - len(self._unconfirmed)
+        """Return how many messages may go out now (window, back-off and rate limit)."""
+        if time.monotonic() < self._paused_until:
+            return 0
+        room = self._congestion_window - len(self._unconfirmed)
         if self.rate:
             due = int(self.rate * (time.monotonic() - self._started)) - self.summary.sent
             room = min(room, due)
@@ -180,14 +197,28 @@ class ConfirmedBurstPublisher:
             covered = [] if body is None else [body]
         if isinstance(method, Basic.Ack):
             self.summary.confirmed += len(covered)
+            self._congestion_window = min(self.window, self._congestion_window + len(covered))
+            self._nack_delay = 0.0
         else:
-            self._retry.extend(covered)
-            self.summary.resent += len(covered)
+            self._on_nacked(covered)
         self._report_progress()
         if not self.rate:
             self._pump()
         elif self._done:
             self._close("done")
+
+    def _on_nacked(self, covered: list[bytes]) -> None:
+        """Keep refused messages for a retry after a back-off, and shrink the window."""
+        self._retry.extend(covered)
+        self.summary.nacked += len(covered)
+        self._congestion_window = max(1, self._congestion_window // 2)
+        now = time.monotonic()
+        if now >= self._paused_until:
+            # One back-off step per pause: the nacks of a burst arrive in several frames.
+            doubled = max(self._nack_delay * 2, NACK_FIRST_DELAY_SECONDS)
+            self._nack_delay = min(doubled, NACK_MAX_DELAY_SECONDS)
+            self._paused_until = now + self._nack_delay
+            self._connection.ioloop.call_later(self._nack_delay, self._pump)
 
     def _report_progress(self) -> None:
         now = time.monotonic()
