@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 UNAUTHORIZED = "unauthorized"
 TOO_MANY_EVENTS = "too many events, slow down"
+TOO_MANY_SOCKETS = "too many connections for this user: close another tab first"
 
 
 # How often sockets whose access token expired are closed (the browser then
@@ -61,7 +62,9 @@ def close_expired_sockets_forever(socketio, connections: Connections) -> None:
 
 def register_events(socketio, settings: Settings, connections: Connections,
                     forwarder: ChatForwarder) -> None:
-    """Register the notifier's Socket.IO handlers on `socketio`."""
+    """Register the notifier's Socket.IO handlers on `socketio` (and the settings' per-user limits)."""
+    connections.configure(settings.chat_event_burst, settings.chat_events_per_second,
+                          settings.sockets_per_user)
 
     @socketio.on("connect")
     def connect(auth=None):
@@ -71,6 +74,10 @@ def register_events(socketio, settings: Settings, connections: Connections,
             log_event(logger, "socket.refused", level=logging.INFO, reason=UNAUTHORIZED)
             raise ConnectionRefusedError(UNAUTHORIZED)
         identity, expires_at = verified
+        if not connections.has_room_for(identity.user_id):
+            log_event(logger, "socket.refused", level=logging.INFO, reason="too many sockets",
+                      user_id=identity.user_id)
+            raise ConnectionRefusedError(TOO_MANY_SOCKETS)
         join_room(user_room(identity.user_id))
         if identity.is_admin:
             join_room(ADMINS_ROOM)
