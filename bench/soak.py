@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -677,8 +678,13 @@ async def soak(arguments, settings, supervisor: Supervisor, fleet: Fleet, url: s
         until = started + duration
         readings.start()
 
+        # Every queue meets every kind of poison once before any pair comes again.
+        poisons = [(queue, kind) for queue in POISON_TARGETS for kind in POISON_KINDS]
+        random.shuffle(poisons)
+        upcoming = itertools.cycle(poisons)
+
         async def poison():
-            queue, kind = random.choice(list(POISON_TARGETS)), random.choice(POISON_KINDS)
+            queue, kind = next(upcoming)
             try:
                 await asyncio.to_thread(publish_poison, settings, queue, kind)
                 tally.poisons[(queue, kind)] += 1
