@@ -9,6 +9,9 @@ conversation to an administrator.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import openai
@@ -65,6 +68,37 @@ def build_messages(history: list[Turn], devices_context: str) -> list[dict]:
         role = "user" if turn.role == "client" else "assistant"
         messages.append({"role": role, "content": turn.text[:MAX_BODY_CHARS]})
     return messages
+
+
+class CallBudget:
+    """How many LLM calls each client may cause per hour (a sliding window per user).
+
+    Every call costs money and time, whatever its outcome, so each one counts.
+    Kept in this process: the stack runs one support consumer (swarm/stack.yml).
+    """
+
+    WINDOW_SECONDS = 3600.0
+
+    def __init__(self, calls_per_hour: int):
+        self.calls_per_hour = calls_per_hour
+        self._calls: dict[int, deque[float]] = {}
+        self._lock = threading.Lock()  # the responder's worker threads share it
+
+    def take(self, user_id: int, now: float | None = None) -> bool:
+        """Count one call for `user_id`; tell whether it was still within the budget."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            calls = self._calls.setdefault(user_id, deque())
+            while calls and calls[0] <= now - self.WINDOW_SECONDS:
+                calls.popleft()
+            if len(calls) >= self.calls_per_hour:
+                return False
+            calls.append(now)
+            # Forget users with nothing left in the window, so the map stays small.
+            for other in [other for other, times in self._calls.items()
+                          if times and times[-1] <= now - self.WINDOW_SECONDS]:
+                del self._calls[other]
+            return True
 
 
 class LLMClient:

@@ -33,6 +33,9 @@ NO_MATCH_ANSWER = ("I am not sure I understood. I can tell you today's or yester
 DATA_UNAVAILABLE_ANSWER = ("I cannot reach your consumption data right now. Please try again in a minute, "
                            "or type \"talk to a human\".")
 LLM_HANDOFF_ANSWER = "Let me get an administrator to help you with that. They will answer here."
+LLM_BUDGET_ANSWER = ("I have answered many questions for you this hour and need a break from the open ones. "
+                     "I can still tell you your consumption, alerts and limits, or type \"talk to a human\" "
+                     "to reach an administrator.")
 
 
 class Responder:
@@ -44,6 +47,7 @@ class Responder:
         self.broadcaster = broadcaster
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bot")
         self.llm = llm.LLMClient(self.settings) if llm.llm_enabled(self.settings) else None
+        self.llm_budget = llm.CallBudget(self.settings.llm_calls_per_user_per_hour)
         self._rules_lock = threading.Lock()
         self._rules_cache: list[bot.Rule] = []
         self._rules_loaded_at = float("-inf")
@@ -148,9 +152,13 @@ class Responder:
                                    answers.client_zone(conversation.client_timezone))
 
     def _fallback(self, conversation: Conversation, client: Identity, message: Message) -> tuple[str, bool]:
-        """Ask the LLM when configured; on any failure hand the conversation to a human."""
+        """Ask the LLM when configured and the client's hourly budget allows; on any failure
+        hand the conversation to a human."""
         if self.llm is None:
             return NO_MATCH_ANSWER, False
+        if not self.llm_budget.take(client.user_id):
+            log_event(logger, "support.llm_budget_spent", conversation_id=conversation.id)
+            return LLM_BUDGET_ANSWER, False
         try:
             devices = answers.devices_context(
                 answers.fetch_summary(self.settings, client, conversation.client_timezone),
