@@ -827,8 +827,11 @@ def main() -> None:
     raise_open_files_limit()  # the gateway and the notifier inherit it
     ports = {f"EMS_{name}_PORT": str(free_port())
              for name in ("GATEWAY", "WEB", "SUPPORT", "NOTIFIER", "MONITOR_API")}
+    # The notifier caps each user's sockets (EMS_SOCKETS_PER_USER): a deployment sized
+    # for this many tabs per client raises the cap, so the soak does too.
+    cap = max(arguments.sockets_per_client, load_settings().sockets_per_user)
     extra = {**ports, "EMS_LOG_LEVEL": "WARNING", "EMS_LLM_BASE_URL": "", "EMS_LLM_MODEL": "",
-             "EMS_JWT_SECRET": "soak-" + secrets.token_hex(16)}
+             "EMS_JWT_SECRET": "soak-" + secrets.token_hex(16), "EMS_SOCKETS_PER_USER": str(cap)}
     with isolated(f"bench-soak-{secrets.token_hex(3)}", extra) as variables:
         os.environ.update(variables)
         settings = load_settings()
@@ -837,6 +840,8 @@ def main() -> None:
         expected_kwh = KWH_PER_READING * arguments.rate / arguments.devices * arguments.minutes * 60
         started = time.monotonic()
         fleet = create_fleet(settings, arguments.clients, arguments.devices, expected_kwh)
+        print(f"sockets per client: {arguments.sockets_per_client} (the notifier's cap per user: "
+              f"{settings.sockets_per_user})")
         print(f"created {arguments.clients} clients and {arguments.devices} devices in "
               f"{time.monotonic() - started:.1f} s (limits {min(fleet.limits.values()):g}–"
               f"{max(fleet.limits.values()):g} kWh; {expected_kwh:.3f} kWh per device in the run)",
