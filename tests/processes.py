@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +60,17 @@ class ServiceProcess:
         self.env = {**os.environ, **(env or {})}
         self.env["PATH"] = bin_dir + os.pathsep + self.env.get("PATH", "")
         self.name = name or " ".join(command[-3:])
-        self.log_path = ROOT / ".pytest_cache" / "processes" / (
+        # One folder per test run: runs side by side never mix their logs.
+        self.log_path = ROOT / ".pytest_cache" / "processes" / str(os.getpid()) / (
             self.name.replace(" ", "_").replace("/", "_") + ".log")
+        self.log_offset = 0
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ServiceProcess:
         """Start the process, its output going to a log file under .pytest_cache."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        self.log_offset = log.tell()
         self.process = subprocess.Popen(self.arguments, cwd=ROOT, env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         return self
@@ -75,6 +80,22 @@ class ServiceProcess:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+    def kill_holding(self, unsettled: Callable[[], int], attempts: int = 10) -> int:
+        """Kill the process (SIGKILL) at a moment it holds unsettled work; return how much it held.
+
+        The process is frozen (SIGSTOP) while `unsettled()` counts what it holds, so the
+        count is what the kill finds; a moment it holds nothing is let go and tried again.
+        """
+        for _ in range(attempts):
+            os.killpg(self.process.pid, signal.SIGSTOP)
+            held = unsettled()
+            if held:
+                self.kill()
+                return held
+            os.killpg(self.process.pid, signal.SIGCONT)
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} held no unsettled work at any of {attempts} moments")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the process politely, then by force."""
@@ -90,14 +111,40 @@ class ServiceProcess:
         return self.process is not None and self.process.poll() is None
 
     def log(self) -> str:
-        """Return what the process printed so far (for assertion messages)."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """Return what the process printed since it was last started."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def broker_queues(amqp_url: str) -> dict[str, tuple[int, int]]:
+    """Return {queue: (ready, unacknowledged)} of the URL's virtual host, as the broker counts them now.
+
+    Asked through rabbitmqctl, which reads the queues themselves: the management API
+    shows samples up to 5 s old (RabbitMQ's collect_statistics_interval).
+    """
+    vhost = unquote(urlparse(amqp_url).path[1:]) or "/"
+    output = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers",
+                             "name", "messages_ready", "messages_unacknowledged"],
+                            check=True, capture_output=True, text=True, timeout=60).stdout
+    counts = {}
+    for line in output.splitlines():
+        name, ready, unacknowledged = line.split("\t")
+        counts[name] = (int(ready), int(unacknowledged))
+    return counts
+
+
+def unacknowledged(amqp_url: str, queue: str) -> int:
+    """Return how many deliveries of `queue` its consumers hold unacknowledged right now."""
+    return broker_queues(amqp_url)[queue][1]
 
 
 class Stack:
@@ -137,13 +184,15 @@ class TcpProxy:
     The listening port stays bound for the proxy's whole life (nobody else can
     take it meanwhile). While cut, every open connection is dropped and new ones
     are hung up on at once, as clients see a peer that has vanished. A proxy is
-    created cut: `start()` (or `restore()`) opens it.
+    created cut: `start()` (or `restore()`) opens it. `delay` seconds are added
+    before each chunk is forwarded, either way, to stand for a slow peer.
     """
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1", delay: float = 0.0):
         import threading
 
         self.target = (target_host, target_port)
+        self.delay = delay
         self._lock = threading.Lock()
         self._connections: list[socket.socket] = []
         self._open = False
@@ -199,10 +248,11 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if self.delay:
+                    time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass

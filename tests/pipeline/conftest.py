@@ -28,6 +28,7 @@ from common.topology import (
 )
 from monitor.storage import create_monitor_engine
 from simulator.publisher import ConfirmedBurstPublisher
+from tests.poison import publish_poison
 from tests.processes import ServiceProcess, python_module
 
 REPLICAS = 3
@@ -147,6 +148,31 @@ class Pipeline:
                 messages.append((properties, body))
         finally:
             connection.close()
+
+    def publish_raw(self, exchange: str, routing_key: str, bodies: Iterable[bytes] = (),
+                    poison: bool = False) -> None:
+        """Publish the poison messages (if asked), then `bodies`, with confirms, in that order."""
+        connection = connect(self.settings)
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            if poison:
+                publish_poison(channel, exchange, routing_key)
+            for body in bodies:
+                channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(delivery_mode=2),
+                                      mandatory=True)
+        finally:
+            connection.close()
+
+    def wait_consuming(self, queue: str, timeout: float = 30) -> None:
+        """Wait until `queue` has a consumer (a process has started and subscribed)."""
+        def consumers() -> int:
+            connection = connect(self.settings)
+            try:
+                return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+            finally:
+                connection.close()
+        wait_for(consumers, timeout, f"a consumer on {queue}\n{self.logs()}", interval=0.2)
 
     def purge_queues(self) -> None:
         """Empty every queue the pipeline uses."""

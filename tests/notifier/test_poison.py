@@ -1,0 +1,63 @@
+"""Live poison test of the alert bridge: whatever lands on `notifier.alerts` is dead-lettered
+once with a reason, and the valid alerts behind it still reach the browser."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from common.amqp import connect
+from common.topology import (
+    ALERTS_EXCHANGE,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SOURCE_HEADER,
+    DEAD_LETTERS_QUEUE,
+    NOTIFIER_ALERTS_QUEUE,
+    alert_routing_key,
+)
+from tests.notifier.conftest import make_alert, new_user_id, publish_alert, token_for
+from tests.poison import POISON, publish_poison
+
+
+def drain_dead_letters(settings, source_queue: str) -> list:
+    """Take the dead letters that `source_queue`'s consumer wrote."""
+    connection = connect(settings)
+    taken = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(DEAD_LETTERS_QUEUE, auto_ack=True)
+            if method is None:
+                return taken
+            if (properties.headers or {}).get(DEAD_LETTER_SOURCE_HEADER) == source_queue:
+                taken.append((properties, body))
+    finally:
+        connection.close()
+
+
+def test_poison_alerts_are_dead_lettered_and_the_next_alert_arrives(settings, notifier, connect_browser,
+                                                                     publisher):
+    owner = new_user_id()
+    browser = connect_browser(token_for(settings, owner))
+    pid = notifier.process.pid
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        publish_poison(channel, ALERTS_EXCHANGE, alert_routing_key(owner))
+    finally:
+        connection.close()
+    alert = make_alert(owner)
+
+    publish_alert(publisher, alert)
+
+    assert browser.next_event("alert", timeout=5)["alert_id"] == alert.alert_id
+    assert notifier.running and notifier.process.pid == pid, notifier.log()[-3000:]
+    dead: list = []
+    deadline = time.monotonic() + 10
+    while len(dead) < len(POISON) and time.monotonic() < deadline:
+        dead += drain_dead_letters(settings, NOTIFIER_ALERTS_QUEUE)
+        time.sleep(0.2)
+    assert Counter(body for _, body in dead) == Counter(body for _, body, _ in POISON)
+    reasons = [properties.headers[DEAD_LETTER_REASON_HEADER] for properties, _ in dead]
+    assert all(reason and reason.isprintable() for reason in reasons), reasons
