@@ -44,9 +44,10 @@ def chat_message(sender: Identity, payload, received_at: str) -> bytes:
     """Encode a browser's chat event with its verified sender, or raise InvalidChatPayload."""
     if not isinstance(payload, dict):
         raise InvalidChatPayload("payload must be an object")
-    # Checked without recursion before json.dumps recurses into it.
-    if exceeds_depth(payload, MAX_JSON_DEPTH):
-        raise InvalidChatPayload(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
+    # Checked without recursion before json.dumps recurses into it; one level less than
+    # support accepts, as the message wraps the payload in one more object.
+    if exceeds_depth(payload, MAX_JSON_DEPTH - 1):
+        raise InvalidChatPayload(f"payload nests deeper than {MAX_JSON_DEPTH - 1} levels")
     encoded = _utf8_json(payload)
     if len(encoded) > MAX_PAYLOAD_BYTES:
         raise InvalidChatPayload(f"payload of {len(encoded)} bytes exceeds {MAX_PAYLOAD_BYTES}")
