@@ -11,6 +11,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pika
+import pymysql
 import pytest
 import requests
 import socketio
@@ -178,6 +179,44 @@ def chat_services(migrated, fake_monitor):
 def new_user_id() -> int:
     """Return a user id no other test of this run uses."""
     return secrets.randbelow(10**9) + 10**6
+
+
+def client_message(client_id: int, client_message_id: str, body: str = "hello") -> bytes:
+    """Return a client's chat message as the notifier publishes it to ems.chat."""
+    return json.dumps({"sender": {"id": client_id, "role": "client", "name": f"client {client_id}"},
+                       "payload": {"client_message_id": client_message_id, "body": body},
+                       "received_at": "2026-11-26T12:00:00+00:00"}).encode()
+
+
+def support_database(settings):
+    """Open a plain connection to this run's support database (for what tests check)."""
+    return pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_user,
+                           password=settings.db_password, database=settings.database_name("support"),
+                           autocommit=True)
+
+
+def conversation_roles(settings, client_ids: list[int]) -> dict[int, list[tuple[str, str | None]]]:
+    """Return each client's stored messages, oldest first: (sender role, client message id)."""
+    connection = support_database(settings)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT c.client_id, m.sender_role, m.client_message_id FROM messages m "
+                           "JOIN conversations c ON c.id = m.conversation_id "
+                           "WHERE c.client_id IN %s ORDER BY m.id", (tuple(client_ids),))
+            conversations = {client_id: [] for client_id in client_ids}
+            for client_id, role, client_message_id in cursor.fetchall():
+                conversations[client_id].append((role, client_message_id))
+            return conversations
+    finally:
+        connection.close()
+
+
+def assert_stored_once_in_order(conversations: dict, sends: list[tuple[int, str]]) -> None:
+    """Assert each client's messages are stored once, in the order sent, each followed by one answer."""
+    for client, stored in conversations.items():
+        expected = [client_message_id for sender, client_message_id in sends if sender == client]
+        assert [client_message_id for role, client_message_id in stored if role == "client"] == expected
+        assert [role for role, _ in stored] == ["client", "bot"] * len(expected)
 
 
 class ChatUser:
