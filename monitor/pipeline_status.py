@@ -33,6 +33,7 @@ class ReplicaStatus:
     routed: int = 0
     stored: int = 0
     duplicates: int = 0
+    conflicting_duplicates: int = 0
     unknown_device: int = 0
     alerts: int = 0
 
@@ -93,7 +94,8 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
     latest = connection.execute(text(
         "SELECT strategy, updated_at FROM balancer_stats ORDER BY updated_at DESC LIMIT 1")).first()
     stored = {row.replica: row for row in connection.execute(text(
-        "SELECT replica, readings_stored, duplicates, unknown_device_readings, alerts_raised "
+        "SELECT replica, readings_stored, duplicates, conflicting_duplicates, unknown_device_readings, "
+        "alerts_raised "
         "FROM replica_stats"))}
     status = PipelineStatus(
         configured_strategy=settings.balancer_strategy,
@@ -112,6 +114,7 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
             routed=int(routed.get(n, 0)),
             stored=row.readings_stored if row else 0,
             duplicates=row.duplicates if row else 0,
+            conflicting_duplicates=row.conflicting_duplicates if row else 0,
             unknown_device=row.unknown_device_readings if row else 0,
             alerts=row.alerts_raised if row else 0,
         ))

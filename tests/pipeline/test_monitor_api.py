@@ -258,6 +258,14 @@ def test_the_pipeline_fragment_shows_routing_per_replica(as_user, sql):
     assert "3 rejected by the balancer" in fragment
 
 
+def test_the_pipeline_fragment_counts_conflicting_duplicates_per_replica(as_user, sql):
+    sql("INSERT INTO replica_stats (replica, readings_stored, duplicates, conflicting_duplicates, "
+        "unknown_device_readings, alerts_raised, updated_at) VALUES (2, 40, 3, 4, 0, 0, UTC_TIMESTAMP())")
+    fragment = as_user(ADMIN, "GET", "/monitor/fragments/pipeline").text
+    assert 'data-testid="conflicting" class="danger">4<' in fragment
+    assert fragment.count('data-testid="conflicting" class="">0<') == 2
+
+
 # --- chart geometry ---
 
 def test_bars_over_the_limit_are_flagged_and_the_limit_line_sits_at_its_value():
