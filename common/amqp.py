@@ -58,7 +58,7 @@ def connection_parameters(settings: Settings) -> pika.URLParameters:
     if sys.getrecursionlimit() < HEADER_DECODING_RECURSION_LIMIT:
         sys.setrecursionlimit(HEADER_DECODING_RECURSION_LIMIT)
     parameters = pika.URLParameters(settings.amqp_url)
-    parameters.heartbeat = 30
+    parameters.heartbeat = settings.amqp_heartbeat_seconds
     parameters.blocked_connection_timeout = 60
     parameters.connection_attempts = 1
     return parameters

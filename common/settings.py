@@ -111,6 +111,8 @@ class Settings:
 
     # RabbitMQ: AMQP for workers and the Socket.IO message queue, STOMP for the alert bridge.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # A worker that sends nothing for about twice this long is cut off by the broker.
+    amqp_heartbeat_seconds: int = 30
     stomp_host: str = "127.0.0.1"
     stomp_port: int = 61613
 
@@ -204,6 +206,7 @@ def load_settings(**overrides) -> Settings:
         db_password=_raw("DB_PASSWORD", from_file) or "",
         db_prefix=_text("DB_PREFIX", "ems_"),
         amqp_url=_text("AMQP_URL", Settings.amqp_url),
+        amqp_heartbeat_seconds=_int("AMQP_HEARTBEAT_SECONDS", 30),
         stomp_host=_text("STOMP_HOST", "127.0.0.1"),
         stomp_port=_int("STOMP_PORT", 61613),
         jwt_secret=_raw("JWT_SECRET", from_file) or "",

@@ -7,14 +7,22 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import threading
+import time
 
 import pytest
 
-from common.topology import READING_ROUTING_KEY, READINGS_EXCHANGE, READINGS_QUEUE
+from common.topology import (
+    INGEST_EXCHANGE,
+    READING_ROUTING_KEY,
+    READINGS_EXCHANGE,
+    READINGS_QUEUE,
+    ingest_routing_key,
+)
 from simulator.publisher import ConfirmedBurstPublisher
 from tests.isolation import environment, own_vhost
 from tests.pipeline.conftest import Pipeline, wait_for
 from tests.pipeline.workload import build_workload
+from tests.processes import ServiceProcess, TcpProxy, python_module
 
 READINGS_LIMIT = 200
 WINDOW = 500
@@ -86,3 +94,41 @@ def test_a_full_readings_queue_nacks_and_the_simulator_retries_until_every_readi
              30, f"every reading stored\n{pipeline.logs()}")
     assert pipeline.hourly_totals() == workload.expected_hourly, "every hourly total is exact"
     assert all(process.running for process in pipeline.processes()), pipeline.logs()
+
+
+SLOW_DATABASE_DELAY = 0.05  # seconds added to every chunk, either way: a 100 ms round trip
+HEARTBEAT_SECONDS = 2  # the broker cuts a worker off after about twice this long without a frame
+
+
+def store_and_time(pipeline, workload, already: int) -> float:
+    """Publish the workload straight to replica 1's queue; return the seconds until all is stored."""
+    started = time.monotonic()
+    publisher = ConfirmedBurstPublisher(pipeline.settings, INGEST_EXCHANGE, ingest_routing_key(1))
+    assert publisher.publish_all(workload.messages).confirmed == len(workload.messages)
+    stored = already + workload.distinct_readings
+    wait_for(lambda: pipeline.query("SELECT COUNT(*) FROM readings")[0][0] == stored, 30,
+             f"the readings stored\n{pipeline.logs()}")
+    return time.monotonic() - started
+
+
+def test_a_slow_database_slows_a_replica_down_without_costing_its_broker_connection(pipeline):
+    with TcpProxy(pipeline.settings.db_port, delay=SLOW_DATABASE_DELAY) as database:
+        # A log of its own: the replicas of earlier tests wrote to monitor-1's.
+        env = {"EMS_DB_PORT": str(database.port), "EMS_AMQP_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+        worker = pipeline.workers[1] = ServiceProcess(
+            python_module("monitor", "worker", "--replica", "1"), env=env,
+            name=f"monitor-slow-db-{secrets.token_hex(3)}").start()
+        wait_for(lambda: "monitor.worker_connected" in worker.log(), 15, "the replica connected")
+        slow = build_workload(readings=3_000, devices=30, duplicate_share=0, invalid_share=0, seed=1)
+        fast = build_workload(readings=3_000, devices=30, duplicate_share=0, invalid_share=0, seed=2)
+
+        slow_seconds = store_and_time(pipeline, slow, already=0)
+        database.delay = 0
+        fast_seconds = store_and_time(pipeline, fast, already=slow.distinct_readings)
+
+    log = worker.log()
+    assert log.count("monitor.worker_connected") == 1 and "amqp.reconnect" not in log, log[-3000:]
+    # Every message handled once: no batch was redelivered after a lost connection.
+    assert pipeline.processed_messages() == slow.valid_messages + fast.valid_messages
+    assert fast_seconds < slow_seconds / 2, (slow_seconds, fast_seconds)
+    assert worker.running, log[-3000:]
