@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.topology import DEAD_LETTER_REASON_HEADER, DEAD_LETTERS_QUEUE
+from common.topology import DEAD_LETTER_REASON_HEADER, DEAD_LETTERS_QUEUE, READINGS_QUEUE, ingest_queue
 from tests.pipeline.conftest import REPLICAS, wait_for
 from tests.pipeline.workload import build_workload
+from tests.processes import unacknowledged
 
 PROCESSING_TIMEOUT = 90
 
@@ -73,7 +74,8 @@ def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(pipeline, workloa
     pipeline.start_workers()
     pipeline.start_balancer("round-robin")
     with pipeline.publishing_until_busy(workload.messages, stored_at_least=4000):
-        pipeline.workers[2].kill()
+        # Killed holding readings it has not acked: the broker must deliver them again.
+        pipeline.workers[2].kill_holding(lambda: unacknowledged(pipeline.settings.amqp_url, ingest_queue(2)))
         pipeline.start_worker(2)
 
     wait_until_processed(pipeline, workload)
@@ -86,7 +88,8 @@ def test_the_balancer_killed_mid_stream_loses_and_doubles_nothing(pipeline, work
     pipeline.start_workers()
     pipeline.start_balancer("hash")
     with pipeline.publishing_until_busy(workload.messages, stored_at_least=4000):
-        pipeline.balancer.kill()
+        # Killed holding readings it has not routed (or whose routing is not confirmed yet).
+        pipeline.balancer.kill_holding(lambda: unacknowledged(pipeline.settings.amqp_url, READINGS_QUEUE))
         pipeline.start_balancer("hash")
 
     wait_until_processed(pipeline, workload)
