@@ -319,6 +319,33 @@ def dead_letters(settings):
         pass
 
 
+@pytest.fixture
+def dead_letter_copies(settings):
+    """Return a function that returns every support dead letter seen so far: [(headers, body)].
+
+    A private queue bound to the dead-letter exchange gets copies, so nobody else's
+    dead letters are taken away, and each dead-lettering shows up once.
+    """
+    connection = connect(settings)
+    channel = connection.channel()
+    private = channel.queue_declare(queue="", exclusive=True).method.queue
+    channel.queue_bind(private, DEAD_LETTER_EXCHANGE, routing_key=SUPPORT_INBOUND_QUEUE + ".#")
+    seen: list[tuple[dict, bytes]] = []
+
+    def collected() -> list[tuple[dict, bytes]]:
+        while True:
+            method, properties, body = channel.basic_get(private, auto_ack=True)
+            if method is None:
+                return seen
+            seen.append((properties.headers or {}, body))
+
+    yield collected
+    try:
+        connection.close()
+    except pika.exceptions.AMQPError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def publish_chat(migrated):
     """Return a function that publishes a raw message to ems.chat, as the notifier would."""
