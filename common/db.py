@@ -74,17 +74,25 @@ DATA_ERROR_CODES = frozenset({
 def database_error_code(error: BaseException) -> int | None:
     """Return MariaDB's error number behind a SQLAlchemy or PyMySQL error, if it has one."""
     original = getattr(error, "orig", error)
-    arguments = getattr(original, "args", ())
+    if not isinstance(original, pymysql.err.MySQLError):
+        return None  # not from the database, whatever its arguments hold
+    arguments = original.args
     return arguments[0] if arguments and isinstance(arguments[0], int) else None
 
 
 def is_transient(error: BaseException) -> bool:
     """Tell whether a database error may go away on retry (outage, lock race).
 
-    An error without a MariaDB code (a connect that failed, a socket closed) is transient.
+    PyMySQL's own connection errors carry no MariaDB code (a connect that failed, a
+    socket closed: none, or 0) and are transient; other errors without one are not.
     """
+    if getattr(error, "connection_invalidated", False):  # SQLAlchemy saw the connection die
+        return True
     code = database_error_code(error)
-    return code is None or code in TRANSIENT_ERROR_CODES
+    if code in TRANSIENT_ERROR_CODES:
+        return True
+    original = getattr(error, "orig", error)
+    return not code and isinstance(original, (pymysql.err.OperationalError, pymysql.err.InterfaceError))
 
 
 def blames_the_message(error: BaseException) -> bool:
@@ -102,4 +110,7 @@ def blames_the_message(error: BaseException) -> bool:
 def refusal_reason(error: BaseException) -> str:
     """Return the dead-letter reason for a message the database refused for good."""
     original = getattr(error, "orig", error)
-    return f"database-refused: {database_error_code(error)} {str(original)[:200]}"
+    arguments = getattr(original, "args", ())
+    # PyMySQL's errors are (code, message): the message alone, not the tuple's repr.
+    message = arguments[1] if len(arguments) > 1 else str(original)
+    return f"database-refused: {database_error_code(error)} {str(message)[:200]}"
