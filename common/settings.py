@@ -205,7 +205,7 @@ def load_settings(**overrides) -> Settings:
         db_user=_text("DB_USER", "root"),
         db_password=_raw("DB_PASSWORD", from_file) or "",
         db_prefix=_text("DB_PREFIX", "ems_"),
-        amqp_url=_text("AMQP_URL", Settings.amqp_url),
+        amqp_url=_raw("AMQP_URL", from_file) or Settings.amqp_url,  # holds the broker password
         amqp_heartbeat_seconds=_int("AMQP_HEARTBEAT_SECONDS", 30),
         stomp_host=_text("STOMP_HOST", "127.0.0.1"),
         stomp_port=_int("STOMP_PORT", 61613),

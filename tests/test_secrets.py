@@ -63,7 +63,17 @@ def repository_literals() -> set[str]:
             literals.add(next(group for group in match.groups() if group is not None))
         for word in WORD.findall(text):
             literals.update({word, word.split("=", 1)[-1], word.split(":", 1)[-1]})
-    return {literal for variant in literals for literal in (variant, variant.strip()) if literal}
+    return {literal for variant in literals for literal in (variant, variant.strip())
+            if literal and _encodable(literal)}
+
+
+def _encodable(text: str) -> bool:
+    # A lone surrogate (poison-message tests) cannot be a key: no setting can hold it.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def forged_admin_token(key: str) -> str:
