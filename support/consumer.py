@@ -126,6 +126,8 @@ class SupportConsumer:
         self.giving_back = False
         self.given_back = threading.Event()
         self.next_presence_check = 0.0
+        # Deliveries are settled in order: the last one settled tells which are not yet.
+        self.last_settled: Delivery | None = None
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT, reconnecting after broker failures."""
@@ -219,13 +221,21 @@ class SupportConsumer:
                 if live:
                     self._process(live)
             except Exception as error:  # noqa: BLE001 - the last resort: never stop, never loop
-                log_event(logger, "support.batch_crashed", level=logging.ERROR, exc_info=True,
-                          message_ids=",".join(delivery.message_id for delivery in live))
-                if live:
-                    self._settle(live, [internal_error_reason(error)] * len(live))
+                # Not log_event: its fields go to `extra`, which may not carry exc_info.
+                logger.error("support.batch_crashed", exc_info=True,
+                             extra={"message_ids": ",".join(delivery.message_id for delivery in live)})
+                if unsettled := self._unsettled(live):
+                    self._settle(unsettled, [internal_error_reason(error)] * len(unsettled))
             finally:
                 for _ in batch:
                     self.work.task_done()
+
+    def _unsettled(self, batch: list[Delivery]) -> list[Delivery]:
+        """Return the deliveries of `batch` after the last one settled."""
+        for index, delivery in enumerate(batch):
+            if delivery is self.last_settled:
+                return batch[index + 1:]
+        return batch
 
     def _process(self, batch: list[Delivery]) -> None:
         """Process a batch by the first of `ATTEMPTS` that works; settle it or give it back."""
@@ -284,8 +294,8 @@ class SupportConsumer:
             log_event(logger, "support.message_refused", level=logging.WARNING,
                       message_id=delivery.message_id, code=database_error_code(error))
             return refusal_reason(error)
-        log_event(logger, "support.message_failed", level=logging.ERROR, exc_info=True,
-                  message_id=delivery.message_id, routing_key=delivery.routing_key)
+        logger.error("support.message_failed", exc_info=True,
+                     extra={"message_id": delivery.message_id, "routing_key": delivery.routing_key})
         return internal_error_reason(error)
 
     def _give_back(self, deliveries: list[Delivery], error: Exception) -> None:
@@ -316,6 +326,7 @@ class SupportConsumer:
         `multiple` ack of a batch's last delivery settles all of it.
         """
         self.database_delay = RECONNECT_FIRST_DELAY_SECONDS
+        self.last_settled = batch[-1]
         rejected = [(delivery, reason) for delivery, reason in zip(batch, reasons, strict=True)
                     if reason is not None]
         # A batch may straddle a reconnection: each part is acked on its own channel.
