@@ -118,3 +118,16 @@ def test_no_template_needs_inline_code_or_style():
 def test_scripts_use_no_eval(script):
     text = script.read_text(encoding="utf-8")
     assert not re.search(r"\beval\(|new Function\(|setAttribute\(\s*['\"]on", text)
+
+
+def test_pages_have_one_htmx_config_with_the_csp_settings_and_their_own(app, make_user):
+    import json
+
+    admin = sign_in(app, make_user("admin"))
+    for browser, path in ((app.test_client(), "/login"), (admin, "/admin/devices")):
+        html = browser.get(path).get_data(as_text=True)
+        metas = re.findall(r"""<meta name="htmx-config" content='([^']*)'>""", html)
+        assert len(metas) == 1, (path, metas)  # htmx reads the first only
+        config = json.loads(metas[0])
+        assert config["allowEval"] is False and config["includeIndicatorStyles"] is False
+        assert {"code": "^(409|422|429)$", "swap": True, "error": False} in config["responseHandling"]
