@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from common.amqp import (
@@ -145,6 +145,7 @@ class SupportConsumer:
 
     def _consume(self) -> None:
         connection = connect(self.settings)
+        self.giving_back = False  # anything asked on a lost connection is back with the broker
         try:
             while True:
                 channel = connection.channel()
@@ -171,6 +172,7 @@ class SupportConsumer:
         finally:
             if connection.is_open:
                 connection.close()
+            self.given_back.set()  # the closed connection gave back all it had
 
     def _receive(self, connection, channel) -> None:
         """Hand deliveries to the worker until stopping, or until the worker gives them back."""
@@ -194,8 +196,9 @@ class SupportConsumer:
     def _refresh_presence(self) -> None:
         try:
             self.service.refresh_presence()
-        except OperationalError:
-            log_event(logger, "support.presence_check_failed", level=logging.WARNING)
+        except Exception as error:  # noqa: BLE001 - a periodic check: the next one tries again
+            log_event(logger, "support.presence_check_failed", level=logging.WARNING,
+                      error=type(error).__name__)
 
     # --- the worker's thread ---
 
