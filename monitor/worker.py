@@ -1,11 +1,14 @@
 """A monitoring replica: consume `ingest.<n>`, store readings in batches, publish alerts.
 
-One thread, one blocking connection: the consumer callback only collects
+Two blocking connections, one for consuming and one for publishing (dead
+letters, alerts), so that a broker that blocks publishers under a memory or
+disk alarm never stops the acks. The consumer callback only collects
 deliveries into the open batch while `process_data_events` services the
-connection; a batch closes at BATCH_SIZE deliveries or BATCH_WAIT_SECONDS
-after its first one and is stored outside any callback. Each batch is one
-short transaction, so heartbeats are serviced between batches. Deliveries are acked with one
-`multiple` ack only after the transaction committed.
+connections; a batch closes at BATCH_SIZE deliveries or BATCH_WAIT_SECONDS
+after its first one and is stored outside any callback, on a storage thread,
+while this thread keeps servicing both connections: a slow or locked database
+costs time, not the heartbeats. Deliveries are acked with one `multiple` ack only
+after the transaction committed.
 
 Nothing that arrives can stop a replica: an invalid reading, a conflicting
 duplicate, one the database refuses for good (the batch is split until that
@@ -18,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from common.amqp import connect, dead_letter, internal_error_reason
+from common.amqp import CONNECTION_ERRORS, connect, dead_letter, internal_error_reason
 from common.db import blames_the_message, database_error_code, refusal_reason
 from common.logs import log_event
 from common.messages import InvalidMessage, Reading, parse_reading
@@ -41,6 +45,8 @@ BATCH_WAIT_SECONDS = 0.05
 IDLE_WAIT_SECONDS = 1.0
 # Unpublished alerts of a replica that died are picked up by the others this often.
 ALERT_SWEEP_SECONDS = 5.0
+# While a batch is being stored the connections are serviced at least this often.
+SERVICE_WHILE_STORING_SECONDS = 1.0
 CONFLICTING_DUPLICATE_REASON = ("conflicting-duplicate: this device and timestamp were stored before "
                                 "with another value, which stands")
 
@@ -60,7 +66,9 @@ class IngestWorker:
         self.max_future_ms = settings.max_clock_skew_seconds * 1000
         self.stopping = False
         self._connection: pika.BlockingConnection | None = None
+        self._publish_connection: pika.BlockingConnection | None = None
         self._consume_channel = None
+        self._storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"storage-{replica}")
         self._publish_channel = None
         self._last_sweep = 0.0
         self._batch: list = []
@@ -83,18 +91,21 @@ class IngestWorker:
         self._connection = connect(self.settings)
         self._consume_channel = self._connection.channel()
         self._consume_channel.basic_qos(prefetch_count=PREFETCH)
-        # Dead letters and alerts go out on their own channel, in confirm mode.
-        self._publish_channel = self._connection.channel()
+        # Dead letters and alerts go out on a connection of their own, in confirm mode.
+        self._publish_connection = connect(self.settings, declare=False)
+        self._publish_channel = self._publish_connection.channel()
         self._publish_channel.confirm_delivery()
         log_event(logger, "monitor.worker_connected", replica=self.replica, queue=self.queue)
 
     def _close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                pass
+        connections = (self._connection, self._publish_connection)
+        self._connection = self._publish_connection = None
+        for connection in connections:
+            if connection is not None and connection.is_open:
+                try:
+                    connection.close()
+                except (pika.exceptions.AMQPError, OSError):
+                    pass
 
     def _consume(self) -> None:
         self._batch = []
@@ -103,6 +114,7 @@ class IngestWorker:
             # Deliveries land in the batch through _on_delivery while pika services the
             # connection (heartbeats included); storing happens here, outside callbacks.
             self._connection.process_data_events(time_limit=self._wait_seconds())
+            self._publish_connection.process_data_events(time_limit=0)
             if self._batch_due():
                 self._flush()
             elif not self._batch and time.monotonic() - self._last_sweep > ALERT_SWEEP_SECONDS:
@@ -168,7 +180,8 @@ class IngestWorker:
         while parts:
             part = parts.pop()
             try:
-                result = store_readings(self.engine, [reading for _, reading in part], self.replica)
+                result = self._in_storage_thread(
+                    store_readings, self.engine, [reading for _, reading in part], self.replica)
             except Exception as error:  # noqa: BLE001 - sorted below: outage, bad data or a bug
                 reason = self._refusal(error, part)
                 if len(part) > 1:
@@ -184,6 +197,22 @@ class IngestWorker:
                       received=result.received, inserted=result.inserted, alerts=result.alerts)
         return total, refused
 
+    def _in_storage_thread(self, work, *arguments):
+        """Run `work` on the storage thread, servicing both broker connections until it returns."""
+        connection = self._connection
+        future = self._storage.submit(work, *arguments)
+        # Wake process_data_events as soon as the work is done, not at its time limit.
+        future.add_done_callback(lambda _: connection.add_callback_threadsafe(lambda: None))
+        try:
+            while not future.done():
+                connection.process_data_events(time_limit=SERVICE_WHILE_STORING_SECONDS)
+                self._publish_connection.process_data_events(time_limit=0)
+        except CONNECTION_ERRORS:
+            # Not the batch's fault: the store finishes, the ack after it fails on the lost
+            # connection, the worker reconnects and the batch comes back (stored idempotently).
+            pass
+        return future.result()
+
     def _refusal(self, error: Exception, part: list) -> str:
         """Return why storing `part` failed for a reason in its data; raise if it was not the data."""
         if isinstance(error, DBAPIError):
@@ -198,6 +227,7 @@ class IngestWorker:
     def _sweep_alerts(self) -> None:
         self._last_sweep = time.monotonic()
         try:
+            # A few statements, on this thread: the sweep publishes inside its transaction.
             publish_pending_alerts(self.engine, self._publish_channel)
         except DBAPIError as error:
             raise DatabaseUnavailable(f"publishing alerts failed: {error.__class__.__name__}") from error

@@ -8,8 +8,10 @@ import dataclasses
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import text
 
 from common.topology import (
     INGEST_EXCHANGE,
@@ -96,8 +98,9 @@ def test_a_full_readings_queue_nacks_and_the_simulator_retries_until_every_readi
     assert all(process.running for process in pipeline.processes()), pipeline.logs()
 
 
-SLOW_DATABASE_DELAY = 0.05  # seconds added to every chunk, either way: a 100 ms round trip
+SLOW_DATABASE_DELAY = 0.1  # seconds added to every chunk, either way: a 200 ms round trip
 HEARTBEAT_SECONDS = 2  # the broker cuts a worker off after about twice this long without a frame
+LOCK_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 def store_and_time(pipeline, workload, already: int) -> float:
@@ -111,24 +114,42 @@ def store_and_time(pipeline, workload, already: int) -> float:
     return time.monotonic() - started
 
 
+@contextmanager
+def readings_locked(pipeline):
+    """Hold a write lock on the readings table for the block: every batch waits for it."""
+    with pipeline.engine.connect() as connection:
+        connection.execute(text("LOCK TABLES readings WRITE"))
+        try:
+            yield
+        finally:
+            connection.execute(text("UNLOCK TABLES"))
+
+
 def test_a_slow_database_slows_a_replica_down_without_costing_its_broker_connection(pipeline):
-    with TcpProxy(pipeline.settings.db_port, delay=SLOW_DATABASE_DELAY) as database:
+    slow, locked, fast = (build_workload(readings=2_000, devices=20, duplicate_share=0, invalid_share=0,
+                                         seed=seed) for seed in (1, 2, 3))
+    with TcpProxy(pipeline.settings.db_port) as database:
         # A log of its own: the replicas of earlier tests wrote to monitor-1's.
         env = {"EMS_DB_PORT": str(database.port), "EMS_AMQP_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
         worker = pipeline.workers[1] = ServiceProcess(
             python_module("monitor", "worker", "--replica", "1"), env=env,
             name=f"monitor-slow-db-{secrets.token_hex(3)}").start()
         wait_for(lambda: "monitor.worker_connected" in worker.log(), 15, "the replica connected")
-        slow = build_workload(readings=3_000, devices=30, duplicate_share=0, invalid_share=0, seed=1)
-        fast = build_workload(readings=3_000, devices=30, duplicate_share=0, invalid_share=0, seed=2)
 
+        database.delay = SLOW_DATABASE_DELAY
         slow_seconds = store_and_time(pipeline, slow, already=0)
+        # A batch that waits for a lock longer than the heartbeat timeout.
+        with readings_locked(pipeline):
+            ConfirmedBurstPublisher(pipeline.settings, INGEST_EXCHANGE, ingest_routing_key(1)).publish_all(
+                locked.messages)
+            time.sleep(LOCK_SECONDS)
         database.delay = 0
-        fast_seconds = store_and_time(pipeline, fast, already=slow.distinct_readings)
+        already = slow.distinct_readings + locked.distinct_readings
+        fast_seconds = store_and_time(pipeline, fast, already=already)
 
     log = worker.log()
     assert log.count("monitor.worker_connected") == 1 and "amqp.reconnect" not in log, log[-3000:]
     # Every message handled once: no batch was redelivered after a lost connection.
-    assert pipeline.processed_messages() == slow.valid_messages + fast.valid_messages
+    assert pipeline.processed_messages() == slow.valid_messages + locked.valid_messages + fast.valid_messages
     assert fast_seconds < slow_seconds / 2, (slow_seconds, fast_seconds)
     assert worker.running, log[-3000:]
