@@ -5,7 +5,10 @@ flight at once: the broker confirms them in batches (`multiple`), and only then
 are the original deliveries acked, again in one `multiple` ack for the longest
 settled run. Nothing is acked before its republish (or dead letter) is
 confirmed, so a crash at any moment loses nothing; it may only repeat readings,
-which the replicas store idempotently. Nothing raises out of the delivery
+which the replicas store idempotently. Republishes go out on a connection of
+their own, sharing the consuming connection's I/O loop: a broker that blocks
+publishers under a memory or disk alarm holds the republishes back, never the
+acks of what is already confirmed. Nothing raises out of the delivery
 callback (that would drop the connection and bring the same message back for
 ever): an invalid reading, or one that breaks the code, is dead-lettered.
 """
@@ -129,8 +132,11 @@ class Balancer:
         self.counters = counters
         self.max_future_ms = settings.max_clock_skew_seconds * 1000
         self.stopping = False
+        # Consuming (and acks) on one connection, republishing on another.
         self._connection: CoalescingSelectConnection | None = None
+        self._publish_connection: CoalescingSelectConnection | None = None
         self._channel = None
+        self._publish_channel = None
         self._depth_channel = None
         self._tracker = ConfirmTracker()
         self._returned: dict[int, bytes] = {}  # sequence -> body
@@ -143,26 +149,36 @@ class Balancer:
         connect(self.settings).close()  # declare the topology once per connection
         self._tracker = ConfirmTracker()
         self._returned = {}
-        self._connection = CoalescingSelectConnection(
+        self._connection = None
+        self._close_reason = ""
+        self._publish_connection = CoalescingSelectConnection(
             connection_parameters(self.settings),
-            on_open_callback=self._on_connection_open,
+            on_open_callback=self._on_publish_connection_open,
             on_open_error_callback=self._on_connection_open_error,
             on_close_callback=self._on_connection_closed,
         )
-        self._connection.ioloop.start()
+        self._publish_connection.ioloop.start()
         if not self.stopping:
             raise ConnectionError(f"balancer connection lost: {self._close_reason}")
 
     def stop(self) -> None:
         """Stop consuming and close; safe to call from a signal handler."""
         self.stopping = True
-        connection = self._connection
+        connection = self._publish_connection
         if connection is not None:
             connection.ioloop.add_callback_threadsafe(self._close)
 
+    def _connections(self) -> list[CoalescingSelectConnection]:
+        return [c for c in (self._connection, self._publish_connection) if c is not None]
+
     def _close(self) -> None:
-        if self._connection is not None and not (self._connection.is_closing or self._connection.is_closed):
-            self._connection.close()
+        """Close both connections; the I/O loop stops once both are closed."""
+        for connection in self._connections():
+            if not (connection.is_closing or connection.is_closed):
+                connection.close()
+
+    def _on_publish_connection_open(self, connection) -> None:
+        connection.channel(on_open_callback=self._on_publish_channel_open)
 
     def _on_connection_open(self, connection) -> None:
         log_event(logger, "balancer.connected", strategy=self.strategy.name,
@@ -172,12 +188,14 @@ class Balancer:
             connection.channel(on_open_callback=self._on_depth_channel_open)
 
     def _on_connection_open_error(self, connection, error) -> None:
-        self._close_reason = repr(error)
-        connection.ioloop.stop()
+        self._on_connection_closed(connection, error)
 
     def _on_connection_closed(self, connection, reason) -> None:
-        self._close_reason = repr(reason)
-        connection.ioloop.stop()
+        # Either connection lost ends this life of the balancer: close the other too.
+        self._close_reason = self._close_reason or repr(reason)
+        self._close()
+        if all(c.is_closed for c in self._connections()):
+            connection.ioloop.stop()
 
     def _on_channel_closed(self, channel, reason) -> None:
         # A channel closed by the broker means something is wrong (e.g. a queue
@@ -189,14 +207,26 @@ class Balancer:
 
     # --- consuming and routing ---------------------------------------------
 
-    def _on_channel_open(self, channel) -> None:
-        self._channel = channel
+    def _on_publish_channel_open(self, channel) -> None:
+        self._publish_channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)
 
     def _on_confirm_mode(self, _frame) -> None:
-        self._channel.basic_qos(prefetch_count=PREFETCH, callback=self._on_qos)
+        # Republishing is ready: now open the consuming connection, on the same I/O loop.
+        self._connection = CoalescingSelectConnection(
+            connection_parameters(self.settings),
+            on_open_callback=self._on_connection_open,
+            on_open_error_callback=self._on_connection_open_error,
+            on_close_callback=self._on_connection_closed,
+            custom_ioloop=self._publish_connection.ioloop,
+        )
+
+    def _on_channel_open(self, channel) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.basic_qos(prefetch_count=PREFETCH, callback=self._on_qos)
 
     def _on_qos(self, _frame) -> None:
         self._channel.basic_consume(READINGS_QUEUE, self._on_reading)
@@ -214,7 +244,7 @@ class Balancer:
                                       internal_error_reason(error), properties)
             return
         sequence = self._tracker.next_sequence
-        channel.basic_publish(
+        self._publish_channel.basic_publish(
             exchange=INGEST_EXCHANGE,
             routing_key=ingest_routing_key(replica),
             # The body is valid as it is; re-encoding every reading only costs CPU.
@@ -229,7 +259,7 @@ class Balancer:
 
     def _publish_dead_letter(self, delivery_tag: int, routing_key: str, body: bytes, reason: str,
                              properties) -> None:
-        dead_letter(self._channel, READINGS_QUEUE, routing_key, body, reason, properties)
+        dead_letter(self._publish_channel, READINGS_QUEUE, routing_key, body, reason, properties)
         self._tracker.published(delivery_tag, DEAD)
         log_event(logger, "balancer.dead_lettered", level=logging.WARNING, reason=reason[:200])
 
@@ -271,7 +301,7 @@ class Balancer:
         for replica in range(1, self.strategy.replicas + 1):
             self._depth_channel.queue_declare(ingest_queue(replica), passive=True,
                                               callback=partial(self._on_depth, replica))
-        self._connection.ioloop.call_later(DEPTH_REFRESH_SECONDS, self._refresh_depths)
+        self._publish_connection.ioloop.call_later(DEPTH_REFRESH_SECONDS, self._refresh_depths)
 
     def _on_depth(self, replica: int, frame) -> None:
         # Apply the depths together: resetting one replica's estimate before the

@@ -105,7 +105,8 @@ def engine(migrated):
 @settings(max_examples=500)
 def test_the_balancer_routes_or_dead_letters_any_message(migrated, body):
     balancer = Balancer(migrated, create_strategy("hash", 3), RoutingCounters(3))
-    balancer._channel = channel = RecordingChannel()
+    # One recording channel stands for both the consuming and the publishing one.
+    balancer._channel = balancer._publish_channel = channel = RecordingChannel()
     method, properties = delivery()
 
     balancer._on_reading(channel, method, properties, body)
@@ -123,6 +124,8 @@ def test_the_balancer_routes_or_dead_letters_any_message(migrated, body):
 def test_a_replica_stores_or_dead_letters_every_message_of_any_batch(migrated, engine, batch):
     worker = IngestWorker(migrated, engine, replica=1)
     worker._consume_channel, worker._publish_channel = RecordingChannel(), RecordingChannel()
+    # No broker connections to service while storing: store on this thread.
+    worker._in_storage_thread = lambda work, *arguments: work(*arguments)
     deliveries = [(*delivery(), body) for body in batch]
 
     worker._process(deliveries)
