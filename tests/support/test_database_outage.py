@@ -93,7 +93,8 @@ def test_each_clients_messages_are_stored_in_the_order_sent_across_an_outage(mig
     wait_until(lambda: "support.database_unavailable" in consumer.log(), timeout=20,
                message="the consumer noticing the outage")
     # The consumer holds more than the batch that failed: what is behind it must wait its turn.
-    assert unacknowledged(support_vhost, SUPPORT_INBOUND_QUEUE) > BATCH_MAX
+    wait_until(lambda: unacknowledged(support_vhost, SUPPORT_INBOUND_QUEUE) > BATCH_MAX, timeout=20,
+               message="the consumer holding more than one batch during the outage")
     proxy.restore()
     for send in third:
         publish(client_message(*send))
