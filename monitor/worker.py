@@ -180,7 +180,7 @@ class IngestWorker:
         while parts:
             part = parts.pop()
             try:
-                result = self._in_storage_thread(
+                result = self._while_serving_connections(
                     store_readings, self.engine, [reading for _, reading in part], self.replica)
             except Exception as error:  # noqa: BLE001 - sorted below: outage, bad data or a bug
                 reason = self._refusal(error, part)
@@ -197,7 +197,7 @@ class IngestWorker:
                       received=result.received, inserted=result.inserted, alerts=result.alerts)
         return total, refused
 
-    def _in_storage_thread(self, work, *arguments):
+    def _while_serving_connections(self, work, *arguments):
         """Run `work` on the storage thread, servicing both broker connections until it returns."""
         connection = self._connection
         future = self._storage.submit(work, *arguments)

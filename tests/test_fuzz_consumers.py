@@ -125,7 +125,7 @@ def test_a_replica_stores_or_dead_letters_every_message_of_any_batch(migrated, e
     worker = IngestWorker(migrated, engine, replica=1)
     worker._consume_channel, worker._publish_channel = RecordingChannel(), RecordingChannel()
     # No broker connections to service while storing: store on this thread.
-    worker._in_storage_thread = lambda work, *arguments: work(*arguments)
+    worker._while_serving_connections = lambda work, *arguments: work(*arguments)
     deliveries = [(*delivery(), body) for body in batch]
 
     worker._process(deliveries)
