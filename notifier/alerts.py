@@ -112,8 +112,10 @@ class _Subscription(stomp.ConnectionListener):
         receipt = f"dead-letter-{ack_id}"
         self._dead_letters[receipt] = ack_id
         log_event(logger, "alert.dead_lettered", level=logging.WARNING, reason=reason[:200])
+        # The broker names where the alert was published: /exchange/<exchange>/<routing key>.
+        routing_key = frame.headers.get("destination", "").rsplit("/", 1)[-1] or "alert"
         self.connection.send(
-            f"/exchange/{DEAD_LETTER_EXCHANGE}/{NOTIFIER_ALERTS_QUEUE}.alert",
+            f"/exchange/{DEAD_LETTER_EXCHANGE}/{NOTIFIER_ALERTS_QUEUE}.{routing_key}",
             frame.body,
             content_type=frame.headers.get("content-type", "application/json"),
             headers={DEAD_LETTER_REASON_HEADER: reason, DEAD_LETTER_SOURCE_HEADER: NOTIFIER_ALERTS_QUEUE,

@@ -19,8 +19,8 @@ from tests.notifier.conftest import make_alert, new_user_id, publish_alert, toke
 from tests.poison import POISON, publish_poison
 
 
-def drain_dead_letters(settings, source_queue: str) -> list:
-    """Take the dead letters that `source_queue`'s consumer wrote."""
+def drain_dead_letters(settings, routing_key: str) -> list:
+    """Take the dead letters published with `routing_key`."""
     connection = connect(settings)
     taken = []
     try:
@@ -29,7 +29,7 @@ def drain_dead_letters(settings, source_queue: str) -> list:
             method, properties, body = channel.basic_get(DEAD_LETTERS_QUEUE, auto_ack=True)
             if method is None:
                 return taken
-            if (properties.headers or {}).get(DEAD_LETTER_SOURCE_HEADER) == source_queue:
+            if method.routing_key == routing_key:
                 taken.append((properties, body))
     finally:
         connection.close()
@@ -56,8 +56,10 @@ def test_poison_alerts_are_dead_lettered_and_the_next_alert_arrives(settings, no
     dead: list = []
     deadline = time.monotonic() + 10
     while len(dead) < len(POISON) and time.monotonic() < deadline:
-        dead += drain_dead_letters(settings, NOTIFIER_ALERTS_QUEUE)
+        dead += drain_dead_letters(settings, f"{NOTIFIER_ALERTS_QUEUE}.{alert_routing_key(owner)}")
         time.sleep(0.2)
     assert Counter(body for _, body in dead) == Counter(body for _, body, _ in POISON)
-    reasons = [properties.headers[DEAD_LETTER_REASON_HEADER] for properties, _ in dead]
-    assert all(reason and reason.isprintable() for reason in reasons), reasons
+    for properties, _ in dead:
+        assert properties.headers[DEAD_LETTER_SOURCE_HEADER] == NOTIFIER_ALERTS_QUEUE
+        reason = properties.headers[DEAD_LETTER_REASON_HEADER]
+        assert reason and reason.isprintable(), reason

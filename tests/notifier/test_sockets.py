@@ -131,7 +131,8 @@ def test_an_invalid_alert_is_dead_lettered_and_the_bridge_goes_on(settings, conn
     try:
         publisher.publish("ems.alerts", f"overconsumption.{owner}", b'{"user_id": "nobody"}')
         routing_key, message = dead.next_where(lambda key, body: body.get("user_id") == "nobody")
-        assert routing_key == f"overconsumption.{owner}"
+        # Dead-lettered as every EMS consumer does: the source queue, then the original routing key.
+        assert routing_key == f"notifier.alerts.overconsumption.{owner}"
     finally:
         dead.close()
     alert = make_alert(owner)
