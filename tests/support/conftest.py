@@ -289,37 +289,6 @@ def users(chat_services, settings):
 
 
 @pytest.fixture
-def dead_letters(settings):
-    """Return a function that waits for a support dead letter containing a marker; return its reason.
-
-    A private queue bound to the dead-letter exchange sees copies, so nobody else's
-    dead letters are taken away.
-    """
-    connection = connect(settings)
-    channel = connection.channel()
-    private = channel.queue_declare(queue="", exclusive=True).method.queue
-    channel.queue_bind(private, DEAD_LETTER_EXCHANGE, routing_key=SUPPORT_INBOUND_QUEUE + ".#")
-    seen: list[tuple[dict, bytes]] = []
-
-    def find(marker: str) -> str:
-        def look():
-            method, properties, body = channel.basic_get(private, auto_ack=True)
-            if method is not None:
-                seen.append((properties.headers or {}, body))
-            return next((headers for headers, body in seen if marker.encode() in body), None)
-
-        headers = wait_until(look, message=f"a dead letter containing {marker}")
-        assert headers[DEAD_LETTER_SOURCE_HEADER] == SUPPORT_INBOUND_QUEUE
-        return headers[DEAD_LETTER_REASON_HEADER]
-
-    yield find
-    try:
-        connection.close()
-    except pika.exceptions.AMQPError:
-        pass
-
-
-@pytest.fixture
 def dead_letter_copies(settings):
     """Return a function that returns every support dead letter seen so far: [(headers, body)].
 
@@ -344,6 +313,19 @@ def dead_letter_copies(settings):
         connection.close()
     except pika.exceptions.AMQPError:
         pass
+
+
+@pytest.fixture
+def dead_letters(dead_letter_copies):
+    """Return a function that waits for a support dead letter containing a marker; return its reason."""
+    def find(marker: str) -> str:
+        headers = wait_until(lambda: next((headers for headers, body in dead_letter_copies()
+                                           if marker.encode() in body), None),
+                             message=f"a dead letter containing {marker}")
+        assert headers[DEAD_LETTER_SOURCE_HEADER] == SUPPORT_INBOUND_QUEUE
+        return headers[DEAD_LETTER_REASON_HEADER]
+
+    return find
 
 
 @pytest.fixture(scope="session")
