@@ -3,10 +3,19 @@
 The portal (`web`) issues tokens; every other service only verifies them with
 the same settings. Who a request or socket belongs to comes from the verified
 token alone: `sub` is the user id, `role` and `name` are extra claims.
+
+Sessions can be ended: every token carries its user's token version (`ver`),
+which the portal bumps on a role change, a password reset, a deletion and "log
+out everywhere", and publishes in its user events. Each service keeps the
+newest version it was told of and refuses older tokens (`SessionVersions`,
+passed to `configure_jwt` or `decode_access_token`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache, wraps
@@ -16,12 +25,18 @@ from flask import Flask, jsonify, redirect, request, url_for
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
 
 from common import security
+from common.messages import MAX_TOKEN_VERSION
 from common.settings import MIN_JWT_SECRET_LENGTH, Settings, SettingsError
 
 ACCESS_COOKIE = "access_token_cookie"
 CSRF_HEADER = "X-CSRF-TOKEN"
 JWT_ALGORITHM = "HS256"
 ROLES = ("admin", "client")
+# The claim that carries the user's token version when the token was issued.
+TOKEN_VERSION_CLAIM = "ver"  # noqa: S105 - a claim name
+# How long a service trusts what it looked up about a user's sessions: the most
+# a revoked token can outlive its revocation there (plus the event's travel time).
+SESSION_CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -31,14 +46,15 @@ class Identity:
     user_id: int
     role: str
     name: str
+    token_version: int = 0
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
     def claims(self) -> dict:
-        """Return the extra JWT claims that carry role and name."""
-        return {"role": self.role, "name": self.name}
+        """Return the extra JWT claims that carry role, name and token version."""
+        return {"role": self.role, "name": self.name, TOKEN_VERSION_CLAIM: self.token_version}
 
     @classmethod
     def from_claims(cls, claims: dict) -> Identity:
@@ -46,7 +62,73 @@ class Identity:
         role = claims.get("role")
         if role not in ROLES:
             raise pyjwt.InvalidTokenError("token has no valid role")
-        return cls(user_id=int(claims["sub"]), role=role, name=str(claims.get("name", "")))
+        return cls(user_id=int(claims["sub"]), role=role, name=str(claims.get("name", "")),
+                   token_version=token_version_of(claims))
+
+
+def token_version_of(claims: dict) -> int:
+    """Return the token version in verified claims (0 for tokens issued before versions existed)."""
+    version = claims.get(TOKEN_VERSION_CLAIM, 0)
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_TOKEN_VERSION:
+        raise pyjwt.InvalidTokenError("token has no valid version")
+    return version
+
+
+@dataclass(frozen=True)
+class KnownSessions:
+    """What a service was told of one user's sessions: the oldest valid version, or deletion."""
+
+    version: int = 0
+    deleted: bool = False
+
+    def admit(self, token_version: int) -> bool:
+        """Tell whether a token of this version is still valid."""
+        return not self.deleted and token_version >= self.version
+
+
+NOTHING_KNOWN = KnownSessions()
+
+
+class SessionVersions:
+    """A service's view of every user's token version, looked up and kept for a few seconds.
+
+    `lookup(user_id)` returns what the service's own store says (None: nothing known,
+    which admits any version, as for a user with no event yet).
+    """
+
+    def __init__(self, lookup: Callable[[int], KnownSessions | None],
+                 max_age_seconds: float = SESSION_CACHE_SECONDS):
+        self.lookup = lookup
+        self.max_age_seconds = max_age_seconds
+        self._known: dict[int, tuple[float, KnownSessions]] = {}
+        self._lock = threading.Lock()
+
+    def known(self, user_id: int) -> KnownSessions:
+        """Return what is known of `user_id`'s sessions, at most `max_age_seconds` old."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._known.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        known = self.lookup(user_id) or NOTHING_KNOWN
+        if self.max_age_seconds > 0:
+            with self._lock:
+                if len(self._known) > 10_000:  # bounded: old entries would expire anyway
+                    self._known.clear()
+                self._known[user_id] = (now + self.max_age_seconds, known)
+        return known
+
+    def admit(self, claims: dict) -> bool:
+        """Tell whether verified claims belong to a session that has not been ended."""
+        try:
+            return self.known(int(claims["sub"])).admit(token_version_of(claims))
+        except (KeyError, TypeError, ValueError, pyjwt.InvalidTokenError):
+            return False
+
+    def forget(self, user_id: int) -> None:
+        """Drop what is cached of `user_id` (the store just changed)."""
+        with self._lock:
+            self._known.pop(user_id, None)
 
 
 def wants_json() -> bool:
@@ -54,8 +136,11 @@ def wants_json() -> bool:
     return "/api/" in request.path or request.path.startswith("/api") or request.is_json
 
 
-def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
-    """Configure flask-jwt-extended and the security headers identically in every Flask service."""
+def configure_jwt(app: Flask, settings: Settings, sessions: SessionVersions | None = None) -> JWTManager:
+    """Configure flask-jwt-extended and the security headers identically in every Flask service.
+
+    With `sessions`, a token of a session that was ended is refused as revoked.
+    """
     if len(settings.jwt_secret) < MIN_JWT_SECRET_LENGTH:
         # Settings built by hand (dataclasses.replace) skip load_settings' check.
         raise SettingsError("no usable JWT secret: see EMS_JWT_SECRET in README.md")
@@ -92,6 +177,9 @@ def configure_jwt(app: Flask, settings: Settings) -> JWTManager:
     manager.expired_token_loader(lambda header, payload: refuse("token expired"))
     manager.revoked_token_loader(lambda header, payload: refuse("token revoked"))
     manager.needs_fresh_token_loader(lambda header, payload: refuse("fresh login required"))
+    if sessions is not None:
+        manager.token_in_blocklist_loader(lambda header, payload: not sessions.admit(payload))
+        app.extensions["ems_sessions"] = sessions
     return manager
 
 
@@ -153,12 +241,14 @@ def mint_access_token(settings: Settings, identity: Identity,
                                    expires_delta=expires_delta)
 
 
-def decode_access_token(token: str, settings: Settings) -> Identity:
-    """Verify an access token outside Flask (the notifier's sockets); raise if invalid."""
+def decode_access_token(token: str, settings: Settings, sessions: SessionVersions | None = None) -> Identity:
+    """Verify an access token outside Flask (the notifier's sockets); raise if invalid or revoked."""
     if len(settings.jwt_secret) < MIN_JWT_SECRET_LENGTH:
         raise pyjwt.InvalidTokenError("no usable JWT secret to verify with")
     claims = pyjwt.decode(token, settings.jwt_secret, algorithms=[JWT_ALGORITHM],
                           options={"require": ["exp", "sub"]})
     if claims.get("type") != "access":
         raise pyjwt.InvalidTokenError("not an access token")
+    if sessions is not None and not sessions.admit(claims):
+        raise pyjwt.InvalidTokenError("token revoked")
     return Identity.from_claims(claims)

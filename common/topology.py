@@ -27,6 +27,12 @@ INGEST_EXCHANGE = "ems.ingest"
 
 EVENTS_EXCHANGE = "ems.events"
 MONITOR_EVENTS_QUEUE = "monitor.events"
+USER_EVENTS_KEY = "user.*"
+# Support follows users (names, deletions, ended sessions) from its own copy of their events.
+SUPPORT_EVENTS_QUEUE = "support.events"
+# Each notifier instance hears user events on a queue of its own (exclusive, auto-delete):
+# every instance must close the sockets of an ended session that it holds.
+NOTIFIER_SESSIONS_QUEUE_PREFIX = "notifier.sessions."
 
 ALERTS_EXCHANGE = "ems.alerts"
 NOTIFIER_ALERTS_QUEUE = "notifier.alerts"
@@ -54,6 +60,11 @@ def ingest_queue(replica: int) -> str:
 def ingest_routing_key(replica: int) -> str:
     """Return the routing key that reaches monitor replica `replica`."""
     return f"replica.{replica}"
+
+
+def notifier_sessions_queue(instance: str) -> str:
+    """Return the name of the user-events queue of notifier instance `instance`."""
+    return NOTIFIER_SESSIONS_QUEUE_PREFIX + instance
 
 
 def alert_routing_key(user_id: int | str) -> str:
@@ -108,6 +119,8 @@ def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
             # One consumer at a time keeps device events in order.
             {"x-single-active-consumer": True},
         ),
+        # One consumer at a time keeps each user's events in order.
+        Queue(SUPPORT_EVENTS_QUEUE, EVENTS_EXCHANGE, (USER_EVENTS_KEY,), {"x-single-active-consumer": True}),
         Queue(NOTIFIER_ALERTS_QUEUE, ALERTS_EXCHANGE, ("overconsumption.*",)),
         Queue(SUPPORT_INBOUND_QUEUE, CHAT_EXCHANGE, ("inbound.*",)),
     ]

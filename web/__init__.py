@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from common.auth import configure_jwt
+from common.auth import SessionVersions, configure_jwt
 from common.db import engine_options
 from common.logs import configure_logging
 from common.pages import init_pages
@@ -15,7 +15,7 @@ from common.security import trust_gateway
 from common.settings import Settings, load_settings
 from web.extensions import db
 from web.passwords import password_hasher
-from web.sessions import refresh_expiring_access_token
+from web.sessions import known_sessions, refresh_expiring_access_token
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Form bodies and JSON documents of the portal are small; refuse anything larger early.
@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # The gateway (Caddy or Traefik) sets X-Forwarded-For/Proto; EMS_TRUSTED_PROXY_HOPS says it is there.
     trust_gateway(app, settings)
     db.init_app(app)
-    configure_jwt(app, settings)
+    # The portal holds the token versions itself: it reads them fresh, no cache.
+    configure_jwt(app, settings, SessionVersions(known_sessions, max_age_seconds=0))
     init_pages(app)
     hasher = password_hasher(settings)
     app.extensions["ems_password_hasher"] = hasher
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from web.views import admin_devices, admin_users, api, auth, client
+    from web.views import admin_devices, admin_users, api, auth, client, profile
 
-    for module in (auth, admin_users, admin_devices, client, api):
+    for module in (auth, admin_users, admin_devices, client, profile, api):
         app.register_blueprint(module.blueprint)

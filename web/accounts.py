@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 from argon2 import PasswordHasher
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from common.auth import Identity
 from common.logs import log_event
 from web.extensions import db
-from web.models import ROLE_ADMIN, ROLE_CLIENT, Device, User
+from web.models import ROLE_ADMIN, ROLE_CLIENT, Device, RefreshToken, User, utcnow
 from web.outbox import record_event
 from web.validation import ValidationError, validate_new_user, validate_user_changes
 
@@ -87,11 +87,31 @@ def update_user(user: User, data, acting: Identity, hasher: PasswordHasher) -> U
     user.role = fields.get("role", user.role)
     if "password" in fields:
         user.password_hash = hasher.hash(fields["password"])
-    if (user.name, user.role) != before:
+    if user.role != before[1] or "password" in fields:
+        # Tokens carry the role, and whoever held the old password may hold a session.
+        _end_sessions(user)
+    if (user.name, user.role) != before or "password" in fields:
         record_event("user.updated", user=user)
     db.session.commit()
     log_event(logger, "user.updated", user_id=user.id, by=acting.user_id, password_reset="password" in fields)
     return user
+
+
+def _end_sessions(user: User) -> None:
+    """Make every token issued to `user` so far invalid (the caller records the event)."""
+    user.token_version = (user.token_version or 0) + 1
+    db.session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id,
+                                                  RefreshToken.revoked_at.is_(None))
+                       .values(revoked_at=utcnow()))
+
+
+def end_all_sessions(user: User) -> None:
+    """Sign `user` out everywhere: every token issued so far stops working in every service."""
+    db.session.refresh(user, with_for_update=True)
+    _end_sessions(user)
+    record_event("user.updated", user=user)
+    db.session.commit()
+    log_event(logger, "user.sessions_ended", user_id=user.id, token_version=user.token_version)
 
 
 def delete_user(user: User, acting: Identity) -> int:

@@ -1,4 +1,4 @@
-"""The portal's tables: users, devices, the event outbox, login attempts, settings.
+"""The portal's tables: users, devices, refresh tokens, the event outbox, login attempts, settings.
 
 The schema itself is created by the Alembic history in migrations/web; these
 classes only map it.
@@ -38,6 +38,8 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default=ROLE_CLIENT)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Carried in every token; bumping it ends every session of the user (common.auth).
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
 
     devices: Mapped[list[Device]] = relationship(back_populates="owner", passive_deletes=True)
 
@@ -75,6 +77,24 @@ class OutboxEvent(db.Model):
     body: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RefreshToken(db.Model):
+    """One refresh token issued, by its `jti`, in the family of one sign-in.
+
+    A refresh token is used once: using it issues the next one of the family. Using
+    one again (a stolen copy) revokes the whole family.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(36), primary_key=True)
+    family: Mapped[str] = mapped_column(String(36), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class LoginAttempt(db.Model):

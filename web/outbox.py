@@ -29,7 +29,7 @@ def device_state(device: Device) -> DeviceState:
 
 def user_state(user: User) -> UserState:
     """Return the user as other services see it (never the e-mail or password)."""
-    return UserState(id=user.id, name=user.name, role=user.role)
+    return UserState(id=user.id, name=user.name, role=user.role, token_version=user.token_version or 0)
 
 
 def record_event(event_type: str, *, device: Device | None = None, user: User | None = None) -> OutboxEvent:

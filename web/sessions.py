@@ -1,9 +1,17 @@
-"""Signing in: check credentials, issue the token cookies, refresh them silently."""
+"""Signing in: check credentials, issue the token cookies, refresh them silently; end sessions.
+
+A sign-in starts a session: a family of refresh tokens named by `sid`, also
+carried in its access tokens. A refresh token is used once (each use issues the
+next of its family); using one again means a copy was stolen, so the whole
+family is revoked. Signing out revokes the family. Every token also carries the
+user's token version, which web.accounts bumps to end all of a user's sessions.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
@@ -16,19 +24,22 @@ from flask_jwt_extended import (
     set_refresh_cookies,
     verify_jwt_in_request,
 )
+from sqlalchemy import delete, select, update
 
-from common.auth import ACCESS_COOKIE, Identity
+from common.auth import ACCESS_COOKIE, Identity, KnownSessions
 from common.logs import log_event
 from web import ratelimit
 from web.accounts import find_by_email
 from web.extensions import db
-from web.models import User, utcnow
+from web.models import RefreshToken, User, utcnow
 from web.passwords import verify_password
 
 logger = logging.getLogger(__name__)
 
 # A token with less than this share of its lifetime left is replaced on the next request.
 REFRESH_WHEN_LEFT = 0.5
+# The claim that names the session (the refresh token family) in both kinds of token.
+SESSION_CLAIM = "sid"
 
 
 class TooManyAttempts(Exception):
@@ -37,13 +48,63 @@ class TooManyAttempts(Exception):
 
 def identity_of(user: User) -> Identity:
     """Return the identity carried in a user's tokens."""
-    return Identity(user_id=user.id, role=user.role, name=user.name)
+    return Identity(user_id=user.id, role=user.role, name=user.name, token_version=user.token_version or 0)
 
 
-def access_token_for(user: User) -> str:
-    """Issue an access token for `user`."""
-    identity = identity_of(user)
-    return create_access_token(identity=str(user.id), additional_claims=identity.claims())
+def access_token_for(user: User, session_id: str | None = None) -> str:
+    """Issue an access token for `user`, in session `session_id` when it has one."""
+    claims = identity_of(user).claims()
+    if session_id:
+        claims[SESSION_CLAIM] = session_id
+    return create_access_token(identity=str(user.id), additional_claims=claims)
+
+
+def known_sessions(user_id: int) -> KnownSessions:
+    """Return the portal's own word on a user's sessions (the lookup of common.auth.SessionVersions)."""
+    version = db.session.scalar(select(User.token_version).where(User.id == user_id))
+    return KnownSessions(deleted=True) if version is None else KnownSessions(version=version)
+
+
+def _issue_refresh_token(user: User, session_id: str) -> str:
+    """Issue the next refresh token of session `session_id` and remember it (the caller commits)."""
+    jti, now = str(uuid.uuid4()), utcnow()
+    lifetime: timedelta = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    db.session.add(RefreshToken(jti=jti, family=session_id, user_id=user.id, issued_at=now,
+                                expires_at=now + lifetime))
+    return create_refresh_token(identity=str(user.id), additional_claims={
+        "jti": jti, SESSION_CLAIM: session_id, **identity_of(user).claims()})
+
+
+def revoke_session(session_id: str | None) -> int:
+    """Revoke every refresh token of a session (the caller commits); return how many."""
+    if not isinstance(session_id, str) or not session_id:
+        return 0
+    result = db.session.execute(update(RefreshToken)
+                                .where(RefreshToken.family == session_id, RefreshToken.revoked_at.is_(None))
+                                .values(revoked_at=utcnow()))
+    return result.rowcount
+
+
+def rotate_refresh_token(claims: dict) -> tuple[User, str, str] | None:
+    """Use a verified refresh token once: return (user, new refresh token, session), or None.
+
+    A token used before, revoked, or unknown gets None; one used before also revokes
+    its whole session, since either the thief or the owner holds a copy.
+    """
+    row = db.session.get(RefreshToken, claims.get("jti"), with_for_update=True)
+    if row is None or row.used_at is not None or row.revoked_at is not None:
+        if row is not None and row.used_at is not None:
+            revoked = revoke_session(row.family)
+            log_event(logger, "refresh.reused", level=logging.WARNING, user_id=row.user_id, revoked=revoked)
+        db.session.commit()
+        return None
+    user = db.session.get(User, row.user_id)
+    if user is None:
+        return None
+    row.used_at = utcnow()
+    token = _issue_refresh_token(user, row.family)
+    db.session.commit()
+    return user, token, row.family
 
 
 def authenticate(email: str, password: str, client_address: str) -> User | None:
@@ -77,9 +138,14 @@ def authenticate(email: str, password: str, client_address: str) -> User | None:
 
 
 def start_session(response: Response, user: User) -> Response:
-    """Put fresh access and refresh tokens (and their CSRF cookies) on `response`."""
-    set_access_cookies(response, access_token_for(user))
-    set_refresh_cookies(response, create_refresh_token(identity=str(user.id)))
+    """Start a session: put fresh access and refresh tokens (and their CSRF cookies) on `response`."""
+    session_id = str(uuid.uuid4())
+    # Sign-ins are rare next to requests: clearing out expired tokens here costs nothing.
+    db.session.execute(delete(RefreshToken).where(RefreshToken.expires_at < utcnow()))
+    refresh_token = _issue_refresh_token(user, session_id)
+    db.session.commit()
+    set_access_cookies(response, access_token_for(user, session_id))
+    set_refresh_cookies(response, refresh_token)
     return response
 
 
@@ -137,7 +203,7 @@ def refresh_expiring_access_token(response: Response) -> Response:
         return response
     user = db.session.get(User, int(claims["sub"]))
     if user is not None:
-        set_access_cookies(response, access_token_for(user))
+        set_access_cookies(response, access_token_for(user, claims.get(SESSION_CLAIM)))
     return response
 
 

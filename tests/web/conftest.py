@@ -16,7 +16,7 @@ from web.extensions import db
 from web.inventory import create_device
 
 PASSWORD = "correct horse battery"
-TABLES = ("outbox", "login_attempts", "devices", "users", "portal_settings")
+TABLES = ("outbox", "login_attempts", "refresh_tokens", "devices", "users", "portal_settings")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from common.auth import Identity, mint_access_token
 from common.settings import load_settings
 from tests.web.conftest import PASSWORD, sign_in
 from web import create_app
+from web.views.auth import SESSION_ENDED
 
 NINA_SIGNUP = {"name": "Nina", "email": "nina@example.test", "password": "a long password",
                "password_confirm": "a long password"}
@@ -278,4 +279,5 @@ def test_refresh_is_refused_once_the_user_is_deleted(app, admin_browser, make_us
     response = browser.post(
         "/auth/refresh", headers={"X-CSRF-TOKEN": browser.get_cookie("csrf_refresh_token").value}
     )
-    assert response.status_code == 401 and response.json["error"] == "user no longer exists"
+    assert response.status_code == 401 and response.json["error"] == SESSION_ENDED
+    assert browser.get_cookie("refresh_token_cookie", path="/auth/refresh") is None

@@ -23,6 +23,8 @@ CLIENT_ALLOWED = PUBLIC | {
     ("/api/me", "GET"),
     ("/api/devices", "GET"),
     ("/api/devices/<uuid:device_id>", "GET"),
+    ("/profile", "GET"),
+    ("/profile/logout-everywhere", "POST"),  # ends the signed-in user's own sessions only
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # A body that would change something on any route that accepted it.
@@ -89,7 +91,9 @@ def test_client_cannot_read_or_change_another_users_data_on_any_route(app, make_
     assert [row for row in snapshot(app)["users"] if row[0] == bob.id] == [
         row for row in before["users"] if row[0] == bob.id
     ]
-    assert len(outbox_events(app)) == events_before
+    # The only events are Alice's own sessions ending (she pressed "log out everywhere").
+    assert [(event["type"], event["user"]["id"]) for event in outbox_events(app)[events_before:]] == [
+        ("user.updated", alice.id)] * (len(outbox_events(app)) - events_before)
 
 
 def test_every_state_changing_route_refuses_a_request_without_the_csrf_header(app, admin, make_user, victim):

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template
 from flask_jwt_extended import (
-    get_jwt_identity,
+    get_jwt,
     set_access_cookies,
+    set_refresh_cookies,
     unset_jwt_cookies,
     verify_jwt_in_request,
 )
-from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException, NoAuthorizationError
+from flask_jwt_extended.exceptions import (
+    CSRFError,
+    JWTExtendedException,
+    NoAuthorizationError,
+    RevokedTokenError,
+)
 from htmx_flask import make_response, request
 from jwt import InvalidTokenError
 
 from common.pages import viewer
 from web.accounts import create_user
 from web.extensions import db
-from web.models import ROLE_CLIENT, User
+from web.models import ROLE_CLIENT
 from web.portal_settings import signup_enabled
 from web.sessions import (
+    SESSION_CLAIM,
     TooManyAttempts,
     access_token_for,
     authenticate,
     client_address,
     cross_site_post,
+    revoke_session,
+    rotate_refresh_token,
     safe_next,
     start_session,
     too_many_signups,
@@ -35,6 +44,7 @@ blueprint = Blueprint("auth", __name__)
 TOO_MANY_ATTEMPTS = "Too many login attempts. Wait a minute and try again."
 TOO_MANY_SIGNUPS = "Too many sign-ups from your network. Try again in an hour."
 BAD_CREDENTIALS = "Wrong e-mail or password."
+SESSION_ENDED = "refresh refused: this session has ended"
 
 
 def home_for(user) -> str:
@@ -78,13 +88,15 @@ def _login_error(email: str, target: str, message: str, status: int):
 
 @blueprint.post("/logout")
 def logout():
-    """End the session: remove every token cookie."""
+    """End the session: revoke its refresh tokens and remove every token cookie."""
     try:
-        verify_jwt_in_request(optional=True)
+        if verify_jwt_in_request(optional=True) is not None:
+            revoke_session(get_jwt().get(SESSION_CLAIM))
+            db.session.commit()
     except (CSRFError, NoAuthorizationError):
         raise
-    except InvalidTokenError:
-        pass  # an expired token may still sign out
+    except (InvalidTokenError, JWTExtendedException):
+        pass  # an expired or ended session may still sign out (its refresh token is refused anyway)
     # htmx follows HX-Redirect with a full page load; a plain form post gets a 303.
     response = make_response("", 204, redirect="/login") if request.htmx else redirect("/login", 303)
     unset_jwt_cookies(response)
@@ -122,19 +134,27 @@ def signup():
 
 @blueprint.post("/auth/refresh")
 def refresh():
-    """Exchange the refresh cookie for a new access token (role and name read again)."""
+    """Use the refresh cookie once: new access and refresh tokens (role and name read again).
+
+    A refresh token of an ended session, or one used before, is refused and the
+    cookies removed; reuse also revokes the whole session (web.sessions).
+    """
     try:
         verify_jwt_in_request(refresh=True, locations=["cookies"])
+        rotated = rotate_refresh_token(get_jwt())
+    except RevokedTokenError:  # the user's sessions were ended, or the user deleted
+        rotated = None
     except (JWTExtendedException, InvalidTokenError) as error:
         # Called by scripts (ems.js), never as a page: always answer in JSON.
         return jsonify(error=f"refresh refused: {error}"), 401
-    user = db.session.get(User, int(get_jwt_identity()))
-    if user is None:
-        response = jsonify(error="user no longer exists")
+    if rotated is None:
+        response = jsonify(error=SESSION_ENDED)
         unset_jwt_cookies(response)
         return response, 401
+    user, refresh_token, session_id = rotated
     response = jsonify(refreshed=True)
-    set_access_cookies(response, access_token_for(user))
+    set_access_cookies(response, access_token_for(user, session_id))
+    set_refresh_cookies(response, refresh_token)
     return response
 
 
