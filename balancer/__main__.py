@@ -14,7 +14,7 @@ from common.settings import load_settings
 
 def main() -> None:
     """Route readings until SIGTERM/SIGINT."""
-    settings = load_settings()
+    settings = load_settings(service="balancer")
     configure_logging("balancer", settings.log_level)
     try:
         strategy = create_strategy(settings.balancer_strategy, settings.monitor_replicas)

@@ -65,9 +65,14 @@ def connection_parameters(settings: Settings) -> pika.URLParameters:
 
 
 def connect(settings: Settings, declare: bool = True) -> pika.BlockingConnection:
-    """Open a blocking connection and, by default, declare the whole topology."""
+    """Open a blocking connection and, by default, declare the whole topology.
+
+    A service connected as its own broker user declares nothing: it has no right
+    to, and `python -m migrations upgrade` declared the topology before it started
+    (common/broker_users.py). Only an administrator's connection declares (tests).
+    """
     connection = pika.BlockingConnection(connection_parameters(settings))
-    if declare:
+    if declare and not settings.amqp_service:
         channel = connection.channel()
         declare_topology(channel, settings.monitor_replicas, QueueLimits.from_settings(settings))
         channel.close()

@@ -110,7 +110,17 @@ class Settings:
     db_prefix: str = "ems_"
 
     # RabbitMQ: AMQP for workers and the Socket.IO message queue, STOMP for the alert bridge.
+    # The URL this process connects with: its service's own user (common/broker_users.py)
+    # when it loaded the settings as a service, else EMS_AMQP_URL as given (the administrator).
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # The service whose broker user `amqp_url` names; "" when it is EMS_AMQP_URL's own user.
+    amqp_service: str = ""
+    # Off, every process uses EMS_AMQP_URL as is (the tests: an administrator on their own vhost).
+    amqp_service_users: bool = True
+    amqp_user_prefix: str = "ems-"
+    # The broker passwords this process knows: every service's for migrations, else only its own.
+    amqp_passwords: dict = field(default_factory=dict, repr=False, compare=False)
+    amqp_management_port: int = 15672
     # A worker that sends nothing for about twice this long is cut off by the broker.
     amqp_heartbeat_seconds: int = 30
     stomp_host: str = "127.0.0.1"
@@ -192,8 +202,13 @@ class Settings:
         return f"mysql+pymysql://{quote(self.db_user, safe='')}{password}@{self.db_host}:{self.db_port}"
 
 
-def load_settings(**overrides) -> Settings:
-    """Read the settings from the environment; keyword arguments win over it."""
+def load_settings(service: str | None = None, **overrides) -> Settings:
+    """Read the settings from the environment; keyword arguments win over it.
+
+    A process that connects to the broker as one kind of service (web, balancer,
+    monitor, notifier, support, simulator) names it, and connects as that
+    service's own user; without a name it is the administrator (migrations).
+    """
     env = _text("ENV", "development")
     path = secrets_file_path(env)
     from_file = read_secrets_file(path) if path else {}
@@ -207,6 +222,9 @@ def load_settings(**overrides) -> Settings:
         db_prefix=_text("DB_PREFIX", "ems_"),
         amqp_url=_raw("AMQP_URL", from_file) or Settings.amqp_url,  # holds the broker password
         amqp_heartbeat_seconds=_int("AMQP_HEARTBEAT_SECONDS", 30),
+        amqp_service_users=_bool("AMQP_SERVICE_USERS", True),
+        amqp_user_prefix=_text("AMQP_USER_PREFIX", "ems-"),
+        amqp_management_port=_int("AMQP_MANAGEMENT_PORT", 15672),
         stomp_host=_text("STOMP_HOST", "127.0.0.1"),
         stomp_port=_int("STOMP_PORT", 61613),
         jwt_secret=_raw("JWT_SECRET", from_file) or "",
@@ -252,6 +270,8 @@ def load_settings(**overrides) -> Settings:
             f"(scripts/bootstrap.sh), which generates {DEFAULT_SECRETS_FILE.name} with a random one")
     if len(values["jwt_secret"]) < MIN_JWT_SECRET_LENGTH:
         raise SettingsError(f"the JWT secret must have at least {MIN_JWT_SECRET_LENGTH} characters")
+    broker_user = _broker_user(service, values, from_file)
+    values.update({name: value for name, value in broker_user.items() if name not in overrides})
     if values["monitor_replicas"] < 1:
         raise SettingsError("EMS_MONITOR_REPLICAS must be at least 1")
     if values["replica"] < 1:
@@ -267,3 +287,29 @@ def load_settings(**overrides) -> Settings:
     if unknown:
         raise SettingsError(f"unknown settings: {sorted(unknown)}")
     return Settings(**values)
+
+
+def _broker_user(service: str | None, values: dict, from_file: dict[str, str]) -> dict:
+    """Return the broker settings of `service`: its own user's URL and password.
+
+    Without a service (migrations), every service's password that is configured,
+    so that the users can be created. A service whose password is missing refuses
+    to start rather than fall back to a user with more rights.
+    """
+    from common.broker_users import SERVICES, password_setting, user_name, with_credentials
+
+    if not values["amqp_service_users"]:
+        return {"amqp_passwords": {}}
+    if service is None:
+        passwords = {name: _raw(password_setting(name), from_file) for name in SERVICES}
+        return {"amqp_passwords": {name: value for name, value in passwords.items() if value}}
+    if service not in SERVICES:
+        raise SettingsError(f"no broker user for a service named {service!r}: one of {', '.join(SERVICES)}")
+    password = _raw(password_setting(service), from_file)
+    if not password:
+        raise SettingsError(
+            f"no broker password for {service}: set EMS_{password_setting(service)} or its _FILE, or run "
+            f"`make run` (scripts/bootstrap.sh), which generates it in {DEFAULT_SECRETS_FILE.name}")
+    user = user_name(values["amqp_user_prefix"], service)
+    return {"amqp_url": with_credentials(values["amqp_url"], user, password), "amqp_service": service,
+            "amqp_passwords": {service: password}}

@@ -20,6 +20,10 @@ A queue that has consumers is not touched: stop them first (they would lose
 their unacked messages with the queue). If the new length limit is smaller
 than the backlog, `readings.incoming` refuses the excess: it stays in the
 holding queue, and the next run moves it once the balancer has drained some.
+
+Last, it creates each service's broker user with the permissions of
+common/broker_users.py (or resets its password and permissions), through the
+management API as the administrator of EMS_AMQP_URL.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pika
 import pika.exceptions
 
 from common.amqp import connect
+from common.broker_users import ensure_users
 from common.logs import log_event
 from common.settings import Settings
 from common.topology import Queue, QueueLimits, declare_exchanges, declare_topology, queue_arguments, queues
@@ -67,6 +72,11 @@ def upgrade_broker(settings: Settings) -> list[str]:
         declare_topology(channel, settings.monitor_replicas, QueueLimits.from_settings(settings))
     finally:
         connection.close()
+    if settings.amqp_passwords:
+        # The services connect as these users and declare nothing: the topology is there now.
+        users = ensure_users(settings.amqp_url, settings.amqp_user_prefix, settings.amqp_passwords,
+                             settings.amqp_management_port)
+        log_event(logger, "migrations.broker_users", users=",".join(users))
     return replaced
 
 

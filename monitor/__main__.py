@@ -27,7 +27,7 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> None:
     """Run the chosen consumer until SIGTERM/SIGINT, reconnecting by itself."""
     arguments = parse_arguments()
-    settings = load_settings()
+    settings = load_settings(service="monitor")
     engine = create_monitor_engine(settings)
     if arguments.command == "worker":
         replica = arguments.replica or settings.replica

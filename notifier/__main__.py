@@ -41,7 +41,7 @@ def main() -> None:
     """Serve Socket.IO on the notifier port with eventlet."""
     import logging
 
-    settings = load_settings()
+    settings = load_settings(service="notifier")
     configure_logging("notifier", settings.log_level)
     # stomp.py and pika log every connection step and failure with tracebacks; the
     # notifier logs each failure once as its own event (stomp.connect_failed, …).

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, async_mode: str | None = None) 
     from notifier.events import register_events
     from notifier.presence import Connections
 
-    settings = settings or load_settings()
+    settings = settings or load_settings(service="notifier")
     app = Flask(__name__)
     app.config["EMS_SETTINGS"] = settings
     socketio = create_socketio(app, settings, async_mode)

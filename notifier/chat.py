@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
 from common.auth import Identity
+from common.broker_users import url_user
 from common.logs import log_event
 from common.messages import MAX_JSON_DEPTH, exceeds_depth
 from common.settings import Settings
@@ -86,6 +87,9 @@ class ChatForwarder:
         self.socketio = socketio
         self.connections = connections
         self.instance = instance_id()
+        # Stamped on every message: the broker refuses it unless it is this connection's user,
+        # so support knows the message comes from a notifier (common/broker_users.py).
+        self.broker_user = url_user(settings.amqp_url)
         self._eio = socketio.server.eio
         self._pending = self._eio.create_queue(MAX_PENDING)
         self._started = False
@@ -166,7 +170,8 @@ class ChatForwarder:
         """Publish with one retry on a fresh connection; return the error, if any."""
         for attempt in (1, 2):
             try:
-                publisher.publish(CHAT_EXCHANGE, publication.routing_key, publication.body)
+                publisher.publish(CHAT_EXCHANGE, publication.routing_key, publication.body,
+                                  user_id=self.broker_user)
                 return None
             except PublishNotConfirmed as error:
                 reason = str(error)

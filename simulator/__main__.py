@@ -49,7 +49,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     """Run the chosen mode and print its summary."""
     arguments = parse_arguments(argv)
-    settings = load_settings()
+    settings = load_settings(service="simulator")
     configure_logging("simulator", settings.log_level)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

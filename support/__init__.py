@@ -18,7 +18,7 @@ from support.extensions import db
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the support Flask application."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(service="support")
     app = Flask(__name__, static_folder=None)  # static files are served by web
     app.config.update(
         EMS_SETTINGS=settings,

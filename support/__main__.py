@@ -21,7 +21,7 @@ def run_consumer() -> None:
     from support.responder import Responder
     from support.service import ChatService
 
-    settings = load_settings()
+    settings = load_settings(service="support")
     app = create_app(settings)
     broadcaster = Broadcaster.from_settings(settings)
     responder = Responder(app, broadcaster)
@@ -45,7 +45,7 @@ def seed_rules() -> None:
     """Insert the bot's rules from bot_rules.json when there are none yet."""
     from support import create_app, rules
 
-    app = create_app(load_settings())
+    app = create_app(load_settings(service="support"))
     with app.app_context():
         log_event(logger, "support.rules_seeded", count=rules.seed_rules())
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m support")
     parser.add_argument("command", choices=["consumer", "seed-rules"])
     arguments = parser.parse_args()
-    configure_logging("support", load_settings().log_level)
+    configure_logging("support", load_settings(service="support").log_level)
     {"consumer": run_consumer, "seed-rules": seed_rules}[arguments.command]()
 
 

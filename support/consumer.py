@@ -43,6 +43,7 @@ from common.amqp import (
     internal_error_reason,
     run_with_reconnect,
 )
+from common.broker_users import chat_publisher_user, forged_sender_reason
 from common.db import blames_the_message, database_error_code, refusal_reason
 from common.logs import log_event
 from common.topology import SUPPORT_INBOUND_QUEUE
@@ -128,6 +129,8 @@ class SupportConsumer:
         self.next_presence_check = 0.0
         # Deliveries are settled in order: the last one settled tells which are not yet.
         self.last_settled: Delivery | None = None
+        # Only the notifier's broker user may speak for a browser (the broker checks user-id).
+        self.chat_publisher = chat_publisher_user(settings)
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT, reconnecting after broker failures."""
@@ -278,6 +281,14 @@ class SupportConsumer:
             self._settle([delivery], reasons)
 
     def _run(self, deliveries: list[Delivery], look_up_sends: bool) -> list[str | None]:
+        """Process deliveries in one transaction; a forged one is rejected without being looked at."""
+        forged = [forged_sender_reason(getattr(delivery.properties, "user_id", None), self.chat_publisher)
+                  for delivery in deliveries]
+        genuine = [delivery for delivery, reason in zip(deliveries, forged, strict=True) if reason is None]
+        processed = iter(self._run_genuine(genuine, look_up_sends) if genuine else [])
+        return [reason or next(processed) for reason in forged]
+
+    def _run_genuine(self, deliveries: list[Delivery], look_up_sends: bool) -> list[str | None]:
         """Process deliveries in one transaction; run them again at once after a lost lock race."""
         messages = [(delivery.routing_key, delivery.body) for delivery in deliveries]
         try:

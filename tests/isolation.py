@@ -58,6 +58,9 @@ def isolated(label: str | None = None, extra: dict | None = None):
         variables = {
             "EMS_DB_PREFIX": f"emst_{label.replace('-', '_')}_",
             "EMS_AMQP_URL": amqp_url,
+            # Every process connects as the vhost's administrator and declares the topology
+            # itself; tests of the service users create their own (tests/test_broker_users.py).
+            "EMS_AMQP_SERVICE_USERS": "false",
             **(extra or {}),
         }
         try:

@@ -24,7 +24,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the portal application."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(service="web")
     configure_logging("web", settings.log_level)
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config.update(

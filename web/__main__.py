@@ -49,7 +49,7 @@ def main() -> None:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", required=True)
     arguments = parser.parse_args()
-    settings = load_settings()
+    settings = load_settings(service="web")
 
     if arguments.command == "create-admin":
         sys.exit(create_admin(settings, arguments.email, arguments.name))

@@ -20,7 +20,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the monitor API application."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(service="monitor")
     configure_logging("monitor-api", settings.log_level)
     app = Flask(__name__, template_folder=str(TEMPLATES_DIR), static_folder=None)
     app.config.update(EMS_SETTINGS=settings, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
