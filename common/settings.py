@@ -301,7 +301,7 @@ def _broker_user(service: str | None, values: dict, from_file: dict[str, str]) -
     if not values["amqp_service_users"]:
         return {"amqp_passwords": {}}
     if service is None:
-        passwords = {name: _raw(password_setting(name), from_file) for name in SERVICES}
+        passwords = {name: _given_password(password_setting(name), from_file) for name in SERVICES}
         return {"amqp_passwords": {name: value for name, value in passwords.items() if value}}
     if service not in SERVICES:
         raise SettingsError(f"no broker user for a service named {service!r}: one of {', '.join(SERVICES)}")
@@ -313,3 +313,15 @@ def _broker_user(service: str | None, values: dict, from_file: dict[str, str]) -
     user = user_name(values["amqp_user_prefix"], service)
     return {"amqp_url": with_credentials(values["amqp_url"], user, password), "amqp_service": service,
             "amqp_passwords": {service: password}}
+
+
+def _given_password(name: str, from_file: dict[str, str]) -> str | None:
+    """Return a broker password, or None when its file is not there.
+
+    In Swarm every task is told where each service's password would be, but
+    holds only its own service's (swarm/stack.yml).
+    """
+    try:
+        return _raw(name, from_file)
+    except FileNotFoundError:
+        return None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the Docker secrets that swarm/stack.yml expects, once per swarm. Values
 # come from the environment when given, otherwise strong random ones are made:
-#   EMS_JWT_SECRET, EMS_DB_PASSWORD, EMS_AMQP_PASSWORD, EMS_LLM_API_KEY (optional).
+#   EMS_JWT_SECRET, EMS_DB_PASSWORD, EMS_AMQP_PASSWORD (the broker's administrator),
+#   EMS_LLM_API_KEY (optional); each service's broker password is always random.
 # EMS_SECRET_LABEL (default ems=1) labels what this script creates.
 # Existing secrets are left alone (Docker secrets are immutable; to rotate one,
 # remove the stack, `docker secret rm` it and run this again).
@@ -34,3 +35,9 @@ else
   create ems_rabbitmq_credentials "$(printf 'default_user = ems\ndefault_pass = %s\n' "$password")"
   create ems_amqp_url "amqp://ems:${password}@rabbitmq:5672/%2F"
 fi
+# Every other task connects as its own service's user (common/broker_users.py), created
+# by the migrate job with the password below; it is given the broker's address only.
+exists ems_amqp_address || create ems_amqp_address "amqp://rabbitmq:5672/%2F"
+for service in web balancer monitor notifier support simulator; do
+  exists "ems_amqp_password_$service" || create "ems_amqp_password_$service" "$(random)"
+done

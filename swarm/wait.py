@@ -69,6 +69,10 @@ CHECKS = {"db": database_ready, "broker": broker_ready, "migrations": migrations
 def wait_for(names: list[str], timeout: float) -> bool:
     """Run each named check until it passes; return False when time runs out."""
     settings = load_settings()
+    if len(settings.amqp_passwords) == 1:
+        # A service's task holds only its own broker password (swarm/stack.yml) and no
+        # administrator's: it waits as its service's user, which the migrate job creates.
+        settings = load_settings(service=next(iter(settings.amqp_passwords)))
     deadline = time.monotonic() + timeout
     for name in names:
         while True:

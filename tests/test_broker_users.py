@@ -10,6 +10,7 @@ global on the broker, and are deleted afterwards.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import time
@@ -254,3 +255,27 @@ def test_support_dead_letters_chat_that_the_notifiers_user_did_not_stamp(broker,
     assert set(reasons) == {"unstamped", "admin"}, running_as_service_users["support_consumer"].log()[-2000:]
     assert all(reason.startswith("forged-sender:") for reason in reasons.values()), reasons
     assert depth(broker.admin, SUPPORT_INBOUND_QUEUE) == 0
+
+
+def test_each_swarm_task_holds_its_own_services_broker_password_and_no_administrators():
+    import yaml
+
+    from tests.processes import ROOT
+
+    stack = yaml.safe_load((ROOT / "swarm" / "stack.yml").read_text())
+    passwords = {f"ems_amqp_password_{service}" for service in SERVICES}
+    for name, service in stack["services"].items():
+        if "EMS_AMQP_URL_FILE" not in (service.get("environment") or {}):
+            continue  # not an EMS process
+        held = {secret if isinstance(secret, str) else secret["source"] for secret in service["secrets"]}
+        if name == "migrate":
+            assert {"ems_amqp_url", *passwords} <= held
+            continue
+        # The service's kind is the module it runs: `python -m <kind>` or gunicorn '<kind>:create_app()'.
+        command = " ".join(service["command"])
+        kind = re.search(r"-m (\w+)|(\w+):create_app", command).group(1, 2)
+        kind = kind[0] or kind[1]
+        assert held & passwords == {f"ems_amqp_password_{kind}"}, name
+        assert "ems_amqp_url" not in held, name
+    created = (ROOT / "swarm" / "secrets.sh").read_text()
+    assert re.search(r"for service in ([\w ]+); do", created).group(1).split() == list(SERVICES)
