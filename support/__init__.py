@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from common.auth import configure_jwt
+from common.auth import SessionVersions, configure_jwt
 from common.db import engine_options
 from common.pages import init_pages
 from common.settings import Settings, load_settings
@@ -26,11 +26,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
-    configure_jwt(app, settings)
+    from support import api, filters, pages, users
+
+    # Tokens of ended sessions are refused as soon as support.events tells (support.users).
+    configure_jwt(app, settings, SessionVersions(users.known_sessions))
     init_pages(app)
     db.init_app(app)
-
-    from support import api, filters, pages
 
     filters.init_filters(app)
     app.register_blueprint(pages.blueprint)

@@ -20,6 +20,7 @@ def run_consumer() -> None:
     from support.notify import Broadcaster
     from support.responder import Responder
     from support.service import ChatService
+    from support.users import UserEventsConsumer
 
     settings = load_settings(service="support")
     app = create_app(settings)
@@ -35,9 +36,13 @@ def run_consumer() -> None:
     gc.freeze()
     log_event(logger, "support.started", seeded_rules=seeded, pending_answers=pending,
               llm=responder.llm is not None)
+    # Names, deletions and ended sessions of users, on a connection and thread of their own.
+    user_events = UserEventsConsumer(settings, app, broadcaster)
+    user_events.start()
     try:
         SupportConsumer(settings, ChatService(app, broadcaster, responder)).run()
     finally:
+        user_events.stop()
         responder.shutdown()
 
 

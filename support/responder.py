@@ -18,7 +18,7 @@ from flask import Flask
 
 from common.auth import Identity
 from common.logs import log_event
-from support import answers, bot, chat, llm, rules
+from support import answers, bot, chat, llm, rules, users
 from support.extensions import db
 from support.models import Conversation, Message
 from support.notify import Broadcaster
@@ -91,7 +91,7 @@ class Responder:
             return
         if chat.bot_reply_exists(message_id):
             return
-        client = Identity(conversation.client_id, "client", conversation.client_name)
+        client = users.client_identity(conversation)
         matched = bot.match(message.body, self._rules(), rules.vocabulary())
         handoff = False
         if matched is None:

@@ -20,7 +20,7 @@ from common.auth import Identity
 from common.logs import log_event
 from common.messages import InvalidMessage, load_json_object
 from common.topology import CHAT_MESSAGE_KEY, CHAT_PRESENCE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
-from support import chat, presence
+from support import chat, presence, users
 from support.chat import Inbound, Prefetched, Rejected
 from support.extensions import db
 from support.models import Message
@@ -45,6 +45,8 @@ class Batch:
     # (with the message answered), which need that message's id before they can be added.
     unflushed: list[tuple[Identity, Message]] = field(default_factory=list)
     unflushed_answers: list[tuple[Message, Message, str]] = field(default_factory=list)
+    # Senders of this batch's chat messages whose accounts were deleted: refused.
+    deleted_senders: set[int] = field(default_factory=set)
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self.effects.append(effect)
@@ -105,10 +107,20 @@ class ChatService:
         """Lock the conversations the batch's chat messages address; find their stored sends."""
         clients, conversation_ids, sends = {}, set(), set()
         for routing_key, body in messages:
-            if routing_key != CHAT_MESSAGE_KEY:
+            if routing_key == CHAT_MESSAGE_KEY:
+                try:
+                    batch.parsed[body] = chat.parse_inbound(body)
+                except InvalidMessage:
+                    continue  # rejected with its reason when its turn comes
+        # Senders as the newest user events say: their current names, and who was deleted.
+        batch.parsed, batch.deleted_senders = users.with_known_senders(batch.parsed)
+        for routing_key, body in messages:
+            if routing_key != CHAT_MESSAGE_KEY or body not in batch.parsed:
                 continue
             try:
-                inbound = batch.parsed[body] = chat.parse_inbound(body)
+                inbound = batch.parsed[body]
+                if inbound.sender.user_id in batch.deleted_senders:
+                    continue
                 if inbound.sender.is_admin:
                     conversation_ids.add(chat.positive_id(inbound.payload.get("conversation_id"),
                                                           "conversation_id"))
@@ -158,6 +170,8 @@ class ChatService:
         client_message_id = payload.get("client_message_id")
         try:
             client_message_id = chat.clean_client_message_id(client_message_id)
+            if sender.user_id in batch.deleted_senders:
+                raise Rejected(users.DELETED_SENDER)
             body_text = chat.clean_body(payload.get("body"))
             conversation = chat.conversation_for_sender(sender, payload.get("conversation_id"), batch.known)
         except InvalidMessage as error:  # Rejected included
