@@ -36,8 +36,10 @@ from common.topology import (
     INGEST_EXCHANGE,
     MONITOR_EVENTS_QUEUE,
     NOTIFIER_ALERTS_QUEUE,
+    NOTIFIER_SESSIONS_QUEUE_PREFIX,
     READINGS_EXCHANGE,
     READINGS_QUEUE,
+    SUPPORT_EVENTS_QUEUE,
     SUPPORT_INBOUND_QUEUE,
 )
 
@@ -46,6 +48,8 @@ MANAGEMENT_PORT = 15672
 MANAGEMENT_TIMEOUT_SECONDS = 10
 # python-socketio's KombuManager names each listener's queue `python-socketio.<uuid4>`.
 SOCKETIO_QUEUE_PATTERN = r"python-socketio\.[0-9a-f-]+"
+# Each notifier declares its own user-events queue, named after its instance (host-pid-random).
+NOTIFIER_SESSIONS_QUEUE_PATTERN = re.escape(NOTIFIER_SESSIONS_QUEUE_PREFIX) + r"[A-Za-z0-9_.-]+"
 # Dead letters of every consumer and publisher go to one exchange.
 NOTHING = "^$"
 
@@ -81,17 +85,21 @@ PERMISSIONS: dict[str, Permissions] = {
         names(ALERTS_EXCHANGE, DEAD_LETTER_EXCHANGE),
         names(MONITOR_EVENTS_QUEUE, patterns=(r"ingest\.[0-9]+",)),
     ),
-    # Alerts in over STOMP, chat out, and the Socket.IO message queue it listens on.
+    # Alerts in over STOMP, chat out, user events on a queue of its own (bound to ems.events),
+    # and the Socket.IO message queue it listens on.
     "notifier": Permissions(
-        names(SOCKETIO_CHANNEL, patterns=(SOCKETIO_QUEUE_PATTERN,)),
-        names(CHAT_EXCHANGE, DEAD_LETTER_EXCHANGE, SOCKETIO_CHANNEL, patterns=(SOCKETIO_QUEUE_PATTERN,)),
-        names(NOTIFIER_ALERTS_QUEUE, SOCKETIO_CHANNEL, patterns=(SOCKETIO_QUEUE_PATTERN,)),
+        names(SOCKETIO_CHANNEL, patterns=(SOCKETIO_QUEUE_PATTERN, NOTIFIER_SESSIONS_QUEUE_PATTERN)),
+        names(CHAT_EXCHANGE, DEAD_LETTER_EXCHANGE, SOCKETIO_CHANNEL,
+              patterns=(SOCKETIO_QUEUE_PATTERN, NOTIFIER_SESSIONS_QUEUE_PATTERN)),
+        names(NOTIFIER_ALERTS_QUEUE, SOCKETIO_CHANNEL, EVENTS_EXCHANGE,
+              patterns=(SOCKETIO_QUEUE_PATTERN, NOTIFIER_SESSIONS_QUEUE_PATTERN)),
     ),
-    # Inbound chat in, emits to browsers through the Socket.IO exchange (declared by kombu on use).
+    # Inbound chat and its copy of user events in; emits to browsers through the Socket.IO
+    # exchange (declared by kombu on use).
     "support": Permissions(
         names(SOCKETIO_CHANNEL),
         names(DEAD_LETTER_EXCHANGE, SOCKETIO_CHANNEL),
-        names(SUPPORT_INBOUND_QUEUE),
+        names(SUPPORT_INBOUND_QUEUE, SUPPORT_EVENTS_QUEUE),
     ),
     "simulator": Permissions(NOTHING, names(READINGS_EXCHANGE), NOTHING),
 }

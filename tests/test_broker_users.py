@@ -34,9 +34,11 @@ from common.topology import (
     MONITOR_EVENTS_QUEUE,
     READINGS_EXCHANGE,
     READINGS_QUEUE,
+    SUPPORT_EVENTS_QUEUE,
     SUPPORT_INBOUND_QUEUE,
     alert_routing_key,
     ingest_queue,
+    notifier_sessions_queue,
 )
 from migrations.broker import upgrade_broker
 from notifier.chat import chat_message
@@ -106,11 +108,13 @@ def take_one(settings, queue: str) -> None:
             connection.close()
 
 
-def declare_queue(settings, queue: str) -> None:
-    """Declare a queue of one's own as `settings`' user."""
+def declare_queue(settings, queue: str, exclusive: bool = False) -> None:
+    """Declare a queue of one's own (bound to user events when exclusive) as `settings`' user."""
     connection, channel = open_channel(settings)
     try:
-        channel.queue_declare(queue, durable=True)
+        channel.queue_declare(queue, durable=not exclusive, exclusive=exclusive)
+        if exclusive:
+            channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="user.*")
     finally:
         if connection.is_open:
             connection.close()
@@ -137,9 +141,12 @@ ALLOWED_AND_REFUSED = [
     ("monitor", lambda s: take_one(s, MONITOR_EVENTS_QUEUE), True),
     ("monitor", lambda s: publish(s, CHAT_EXCHANGE, CHAT_MESSAGE_KEY), False),
     ("monitor", lambda s: declare_queue(s, "monitor.own"), False),
+    ("notifier", lambda s: declare_queue(s, notifier_sessions_queue("host-1-abc123"), exclusive=True), True),
     ("notifier", lambda s: take_one(s, SUPPORT_INBOUND_QUEUE), False),
+    ("notifier", lambda s: take_one(s, SUPPORT_EVENTS_QUEUE), False),
     ("notifier", lambda s: publish(s, READINGS_EXCHANGE, "reading"), False),
     ("support", lambda s: take_one(s, SUPPORT_INBOUND_QUEUE), True),
+    ("support", lambda s: take_one(s, SUPPORT_EVENTS_QUEUE), True),
     ("support", lambda s: take_one(s, READINGS_QUEUE), False),
     ("support", lambda s: publish(s, EVENTS_EXCHANGE, "user.deleted"), False),
 ]
