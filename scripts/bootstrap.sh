@@ -90,7 +90,8 @@ ensure_virtualenv() {
 
 ensure_secrets() {
   # Random secrets on first use, in a git-ignored file only its owner can read; every
-  # process reads it (common/settings.py), so no secret is ever known in advance.
+  # process reads it (common/settings.py), so no secret is ever known in advance. It
+  # holds each service's broker password too: `make migrate` creates the users with them.
   $VENV/bin/python -m common.security
 }
 
