@@ -239,7 +239,8 @@ class Balancer:
             self._publish_dead_letter(method.delivery_tag, method.routing_key, body, str(error), properties)
             return
         except Exception as error:  # noqa: BLE001 - last resort: raising here would drop the connection
-            logger.exception("balancer.reading_crashed message_id=%s", properties.message_id)
+            log_event(logger, "balancer.reading_crashed", level=logging.ERROR, exc_info=True,
+                      message_id=properties.message_id)
             self._publish_dead_letter(method.delivery_tag, method.routing_key, body,
                                       internal_error_reason(error), properties)
             return

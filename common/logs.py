@@ -54,6 +54,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger("pika").setLevel(logging.WARNING)
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields) -> None:
-    """Log one named event with its fields."""
-    logger.log(level, event, extra=fields)
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, exc_info: bool = False,
+              **fields) -> None:
+    """Log one named event with its fields (and the exception being handled, with `exc_info`)."""
+    logger.log(level, event, exc_info=exc_info, extra=fields)

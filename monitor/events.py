@@ -110,7 +110,8 @@ class EventsConsumer:
                 raise ConnectionError(f"applying event failed: {error.__class__.__name__}") from error
             self._dead_letter(publish_channel, method, properties, body, refusal_reason(error))
         except Exception as error:  # noqa: BLE001 - last resort: one event must not stall the rest
-            logger.exception("monitor.event_crashed message_id=%s", properties.message_id)
+            log_event(logger, "monitor.event_crashed", level=logging.ERROR, exc_info=True,
+                      message_id=properties.message_id)
             self._dead_letter(publish_channel, method, properties, body, internal_error_reason(error))
 
     def _apply(self, body: bytes) -> None:

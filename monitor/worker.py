@@ -34,7 +34,8 @@ from common.messages import InvalidMessage, Reading, parse_reading
 from common.settings import Settings
 from common.topology import ingest_queue
 from monitor.alerts import crash_if_fault_injected, publish_pending_alerts
-from monitor.storage import BatchResult, store_readings
+from monitor.maintenance import TOO_OLD, retention_cutoff_ms, too_old_reason
+from monitor.storage import BatchResult, count_too_old, store_readings
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class IngestWorker:
     def _process(self, batch: list) -> None:
         """Store a batch, dead-letter what cannot be stored, then ack it all at once."""
         readings, rejected = self._parse(batch)
+        self._count_too_old(sum(1 for _, reason in rejected if reason.startswith(TOO_OLD)))
         stored, refused = self._store(readings)
         for delivery, reason in rejected + refused:
             method, properties, body = delivery
@@ -160,15 +162,30 @@ class IngestWorker:
     def _parse(self, batch: list) -> tuple[list[tuple[tuple, Reading]], list[tuple[tuple, str]]]:
         """Return the batch's valid readings with their deliveries, and the rejected deliveries."""
         readings, rejected = [], []
+        retention_days = self.settings.raw_retention_days
+        oldest_ms = retention_cutoff_ms(int(time.time() * 1000), retention_days)
         for delivery in batch:
             try:
-                readings.append((delivery, parse_reading(delivery[2], max_future_ms=self.max_future_ms)))
+                reading = parse_reading(delivery[2], max_future_ms=self.max_future_ms)
+                if reading.timestamp < oldest_ms:
+                    raise InvalidMessage(too_old_reason(reading.timestamp, retention_days))
+                readings.append((delivery, reading))
             except InvalidMessage as error:
                 rejected.append((delivery, str(error)))
             except Exception as error:  # noqa: BLE001 - last resort: one message must not stop the queue
-                logger.exception("monitor.parse_crashed message_id=%s", delivery[1].message_id)
+                log_event(logger, "monitor.parse_crashed", level=logging.ERROR, exc_info=True,
+                          message_id=delivery[1].message_id)
                 rejected.append((delivery, internal_error_reason(error)))
         return readings, rejected
+
+    def _count_too_old(self, count: int) -> None:
+        """Count readings refused as older than the retention window (for the Pipeline page)."""
+        if not count:
+            return
+        try:
+            self._while_serving_connections(count_too_old, self.engine, self.replica, count)
+        except DBAPIError as error:
+            raise DatabaseUnavailable(f"counting too-old readings failed: {type(error).__name__}") from error
 
     def _store(self, readings: list[tuple[tuple, Reading]]) -> tuple[BatchResult, list[tuple[tuple, str]]]:
         """Store readings; return the totals and the deliveries refused with a reason.
@@ -221,7 +238,8 @@ class IngestWorker:
                 raise DatabaseUnavailable(f"storing a batch failed: {type(error).__name__} {code}") from error
             return refusal_reason(error)
         if len(part) == 1:
-            logger.exception("monitor.store_crashed message_id=%s", part[0][0][1].message_id)
+            log_event(logger, "monitor.store_crashed", level=logging.ERROR, exc_info=True,
+                      message_id=part[0][0][1].message_id)
         return internal_error_reason(error)
 
     def _sweep_alerts(self) -> None:

@@ -87,7 +87,8 @@ class _Subscription(stomp.ConnectionListener):
             self._dead_letter(ack_id, frame, str(error))
             return
         except Exception as error:  # noqa: BLE001 - last resort: the alert must not stay unacked
-            logger.exception("alert.parse_crashed message_id=%s", frame.headers.get("message-id"))
+            log_event(logger, "alert.parse_crashed", level=logging.ERROR, exc_info=True,
+                      message_id=frame.headers.get("message-id"))
             self._dead_letter(ack_id, frame, internal_error_reason(error))
             return
         try:
@@ -100,7 +101,8 @@ class _Subscription(stomp.ConnectionListener):
             self.closed.set()
             return
         except Exception as error:  # noqa: BLE001 - an alert that cannot be emitted is kept aside
-            logger.exception("alert.emit_crashed alert_id=%s", alert.alert_id)
+            log_event(logger, "alert.emit_crashed", level=logging.ERROR, exc_info=True,
+                      alert_id=alert.alert_id)
             self._dead_letter(ack_id, frame, internal_error_reason(error))
             return
         self.connection.ack(ack_id)
