@@ -262,6 +262,8 @@ def test_support_dead_letters_chat_that_the_notifiers_user_did_not_stamp(broker,
     assert set(reasons) == {"unstamped", "admin"}, running_as_service_users["support_consumer"].log()[-2000:]
     assert all(reason.startswith("forged-sender:") for reason in reasons.values()), reasons
     assert depth(broker.admin, SUPPORT_INBOUND_QUEUE) == 0
+    # The genuine message was answered, through the Socket.IO message queue as support's user.
+    assert "ACCESS_REFUSED" not in running_as_service_users["support_consumer"].log()
 
 
 def test_each_swarm_task_holds_its_own_services_broker_password_and_no_administrators():
