@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, async_mode: str | None = None) 
     from notifier.chat import ChatForwarder
     from notifier.events import register_events
     from notifier.presence import Connections
+    from notifier.sessions import SessionWatch
 
     settings = settings or load_settings(service="notifier")
     app = Flask(__name__)
@@ -69,20 +70,23 @@ def create_app(settings: Settings | None = None, async_mode: str | None = None) 
     socketio = create_socketio(app, settings, async_mode)
     connections = Connections()
     forwarder = ChatForwarder(settings, socketio, connections)
-    register_events(socketio, settings, connections, forwarder)
+    sessions = SessionWatch(settings, socketio, connections, forwarder.instance)
+    register_events(socketio, settings, connections, forwarder, sessions.versions)
     app.extensions["ems_chat_forwarder"] = forwarder
+    app.extensions["ems_sessions"] = sessions
     app.extensions["ems_connections"] = connections
 
     return app
 
 
 def start_background_work(app: Flask) -> None:
-    """Start the chat publisher, the presence reports and the alert bridge."""
+    """Start the chat publisher, the presence reports, the session watch and the alert bridge."""
     from notifier.alerts import AlertBridge
     from notifier.events import close_expired_sockets_forever
 
     socketio = app.extensions["socketio"]
     app.extensions["ems_chat_forwarder"].start()
+    app.extensions["ems_sessions"].start()
     socketio.start_background_task(close_expired_sockets_forever, socketio,
                                    app.extensions["ems_connections"])
     bridge = AlertBridge(app.config["EMS_SETTINGS"], socketio.emit)

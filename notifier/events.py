@@ -13,7 +13,7 @@ import jwt as pyjwt
 from flask import request
 from flask_socketio import ConnectionRefusedError, join_room
 
-from common.auth import ACCESS_COOKIE, Identity, decode_access_token
+from common.auth import ACCESS_COOKIE, Identity, SessionVersions, decode_access_token
 from common.logs import log_event
 from common.realtime import ADMINS_ROOM, user_room
 from common.settings import Settings
@@ -33,15 +33,19 @@ TOO_MANY_SOCKETS = "too many connections for this user: close another tab first"
 EXPIRY_SWEEP_SECONDS = 30
 
 
-def socket_identity(auth, cookie_token: str | None, settings: Settings) -> tuple[Identity, float] | None:
-    """Return the identity and expiry of the token in Socket.IO `auth` or the cookie, or None."""
+def socket_identity(auth, cookie_token: str | None, settings: Settings,
+                    sessions: SessionVersions | None = None) -> tuple[Identity, float] | None:
+    """Return the identity and expiry of the token in Socket.IO `auth` or the cookie, or None.
+
+    With `sessions`, a token of a session that was ended is refused too.
+    """
     token = auth.get("token") if isinstance(auth, dict) else None
     if not isinstance(token, str) or not token:
         token = cookie_token
     if not token:
         return None
     try:
-        identity = decode_access_token(token, settings)
+        identity = decode_access_token(token, settings, sessions)
         # The signature and `exp` were verified just above; this only reads `exp`.
         claims = pyjwt.decode(token, options={"verify_signature": False})
         return identity, float(claims["exp"])
@@ -61,7 +65,7 @@ def close_expired_sockets_forever(socketio, connections: Connections) -> None:
 
 
 def register_events(socketio, settings: Settings, connections: Connections,
-                    forwarder: ChatForwarder) -> None:
+                    forwarder: ChatForwarder, sessions: SessionVersions | None = None) -> None:
     """Register the notifier's Socket.IO handlers on `socketio` (and the settings' per-user limits)."""
     connections.configure(settings.chat_event_burst, settings.chat_events_per_second,
                           settings.sockets_per_user)
@@ -69,7 +73,7 @@ def register_events(socketio, settings: Settings, connections: Connections,
     @socketio.on("connect")
     def connect(auth=None):
         """Admit a socket with a valid access token into its user's rooms."""
-        verified = socket_identity(auth, request.cookies.get(ACCESS_COOKIE), settings)
+        verified = socket_identity(auth, request.cookies.get(ACCESS_COOKIE), settings, sessions)
         if verified is None:
             log_event(logger, "socket.refused", level=logging.INFO, reason=UNAUTHORIZED)
             raise ConnectionRefusedError(UNAUTHORIZED)
