@@ -288,3 +288,40 @@ def test_each_swarm_task_holds_its_own_services_broker_password_and_no_administr
         assert "ems_amqp_url" not in held, name
     created = (ROOT / "swarm" / "secrets.sh").read_text()
     assert re.search(r"for service in ([\w ]+); do", created).group(1).split() == list(SERVICES)
+
+
+def test_a_service_without_its_broker_password_refuses_to_start(tmp_path, monkeypatch):
+    from common.settings import SettingsError
+
+    secrets_file = tmp_path / ".ems-secrets"
+    secrets_file.write_text(f"EMS_JWT_SECRET={secrets.token_urlsafe(48)}\n")
+    secrets_file.chmod(0o600)
+    monkeypatch.setenv("EMS_SECRETS_FILE", str(secrets_file))
+    monkeypatch.setenv("EMS_AMQP_SERVICE_USERS", "true")
+    for service in SERVICES:
+        monkeypatch.delenv(f"EMS_{password_setting(service)}", raising=False)
+    with pytest.raises(SettingsError, match="no broker password for simulator"):
+        load_settings(service="simulator")
+
+
+def test_an_older_secrets_file_gains_every_services_broker_password_and_keeps_its_jwt_secret(tmp_path,
+                                                                                           monkeypatch):
+    from common.security import ensure_secrets_file
+
+    secrets_file = tmp_path / ".ems-secrets"
+    jwt_secret = secrets.token_urlsafe(48)
+    secrets_file.write_text(f"EMS_JWT_SECRET={jwt_secret}")  # no newline at its end
+    secrets_file.chmod(0o600)
+    assert ensure_secrets_file(secrets_file) is False
+    monkeypatch.setenv("EMS_SECRETS_FILE", str(secrets_file))
+    monkeypatch.setenv("EMS_AMQP_SERVICE_USERS", "true")
+    monkeypatch.delenv("EMS_AMQP_URL", raising=False)
+    monkeypatch.delenv("EMS_JWT_SECRET", raising=False)
+    for service in SERVICES:
+        monkeypatch.delenv(f"EMS_{password_setting(service)}", raising=False)
+    notifier = load_settings(service="notifier")
+    assert notifier.jwt_secret == jwt_secret
+    assert notifier.amqp_url.startswith("amqp://ems-notifier:")
+    assert notifier.amqp_url.endswith("@127.0.0.1:5672/%2F")
+    assert list(notifier.amqp_passwords) == ["notifier"]  # a service knows no other's
+    assert sorted(load_settings().amqp_passwords) == sorted(SERVICES)
