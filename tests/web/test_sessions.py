@@ -4,10 +4,15 @@ and refresh tokens that rotate on every use and revoke their family when replaye
 # ruff: noqa: S106 - test credentials
 from __future__ import annotations
 
+import json
+import time
+
 import jwt
+import pytest
 from flask_jwt_extended import decode_token
 
-from common.auth import Identity, mint_access_token
+from common.auth import Identity, KnownSessions, SessionVersions, mint_access_token
+from common.messages import InvalidMessage, parse_event
 from tests.web.conftest import outbox_events, sign_in
 
 REFRESH_PATH = "/auth/refresh"
@@ -157,3 +162,35 @@ def test_a_token_without_a_version_counts_as_version_zero(app, admin_browser, ma
     assert me(app, legacy) == 200
     admin_browser.htmx("PUT", f"/admin/users/{alice.id}", data={"password": "a brand new secret"})
     assert me(app, legacy) == 401
+
+
+def test_user_events_without_a_token_version_mean_version_zero_and_bad_ones_are_refused():
+    event = {"sequence": 1, "type": "user.updated", "occurred_at": "2026-12-01T00:00:00+00:00",
+             "user": {"id": 5, "name": "Ann", "role": "client"}}
+    assert parse_event(json.dumps(event).encode()).user.token_version == 0
+    for bad in (-1, True, "2", 2**31):
+        event["user"]["token_version"] = bad
+        with pytest.raises(InvalidMessage, match="token_version"):
+            parse_event(json.dumps(event).encode())
+
+
+def test_session_versions_are_looked_up_again_after_their_cache_time():
+    store = {7: KnownSessions(version=0)}
+    lookups = []
+
+    def lookup(user_id):
+        lookups.append(user_id)
+        return store.get(user_id)
+
+    sessions = SessionVersions(lookup, max_age_seconds=0.2)
+    claims = {"sub": "7", "ver": 0}
+    assert sessions.admit(claims) and sessions.admit(claims) and lookups == [7]
+    store[7] = KnownSessions(version=1)
+    assert sessions.admit(claims)  # still the cached word, at most max_age old
+    time.sleep(0.25)
+    assert not sessions.admit(claims) and sessions.admit({"sub": "7", "ver": 1})
+    assert sessions.admit({"sub": "8", "ver": 0})  # nothing known of user 8: any version
+    store[8] = KnownSessions(deleted=True)
+    sessions.forget(8)
+    assert not sessions.admit({"sub": "8", "ver": 99})
+    assert not sessions.admit({"sub": "7", "ver": "1"})  # a version that is not an integer
