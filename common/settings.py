@@ -153,6 +153,9 @@ class Settings:
     balancer_strategy: str = "round-robin"
     # Readings stamped further ahead of the receiving process's clock are refused (clock drift).
     max_clock_skew_seconds: int = 300
+    # Raw readings are kept this many days (hourly totals and alerts forever); older ones
+    # are refused as too old, since their duplicate check may be gone (monitor/maintenance.py).
+    raw_retention_days: int = 90
     # Overload protection (see "Overload protection" in README.md): when readings.incoming
     # holds this many, the broker refuses (nacks) new readings and publishers back off;
     # dead.letters keeps this many, dropping its oldest first.
@@ -244,6 +247,7 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         replica=_int("REPLICA", 1),
         balancer_strategy=_text("BALANCER_STRATEGY", "round-robin"),
         max_clock_skew_seconds=_int("MAX_CLOCK_SKEW_SECONDS", 300),
+        raw_retention_days=_int("RAW_RETENTION_DAYS", 90),
         readings_queue_max_length=_int("READINGS_QUEUE_MAX_LENGTH", 1_000_000),
         dead_letters_max_length=_int("DEAD_LETTERS_MAX_LENGTH", 100_000),
         bind_host=_text("BIND_HOST", "127.0.0.1"),
@@ -278,6 +282,8 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         raise SettingsError("EMS_REPLICA must be at least 1")
     if values["max_clock_skew_seconds"] < 0:
         raise SettingsError("EMS_MAX_CLOCK_SKEW_SECONDS must not be negative")
+    if values["raw_retention_days"] < 1:
+        raise SettingsError("EMS_RAW_RETENTION_DAYS must be at least 1")
     if values["readings_queue_max_length"] < 1 or values["dead_letters_max_length"] < 1:
         raise SettingsError("EMS_READINGS_QUEUE_MAX_LENGTH and EMS_DEAD_LETTERS_MAX_LENGTH must be positive")
     if values["llm_timeout_seconds"] > 10:

@@ -1,4 +1,4 @@
-"""Run a monitor worker: `python -m monitor worker --replica N` or `python -m monitor events`."""
+"""Run a monitor process: `python -m monitor worker --replica N`, `… events` or `… maintenance [--once]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from common.amqp import run_with_reconnect
 from common.logs import configure_logging
 from common.settings import load_settings
 from monitor.events import EventsConsumer
+from monitor.maintenance import PartitionMaintainer, run_once
 from monitor.storage import create_monitor_engine
 from monitor.worker import IngestWorker
 
@@ -21,6 +22,9 @@ def parse_arguments() -> argparse.Namespace:
     worker.add_argument("--replica", type=int, default=None,
                         help="replica number (default: EMS_REPLICA; in Swarm the task slot)")
     commands.add_parser("events", help="keep the device copy from the portal's events")
+    maintenance = commands.add_parser("maintenance",
+                                      help="create days of raw readings ahead, drop expired ones")
+    maintenance.add_argument("--once", action="store_true", help="run once and leave (default: every hour)")
     return parser.parse_args()
 
 
@@ -37,6 +41,13 @@ def main() -> None:
         configure_logging(f"monitor-{replica}", settings.log_level)
         consumer = IngestWorker(settings, engine, replica)
         name = f"monitor-{replica}"
+    elif arguments.command == "maintenance":
+        configure_logging("monitor-maintenance", settings.log_level)
+        if arguments.once:
+            run_once(engine, settings)
+            return
+        consumer = PartitionMaintainer(settings, engine)
+        name = "monitor-maintenance"
     else:
         configure_logging("monitor-events", settings.log_level)
         consumer = EventsConsumer(settings, engine)

@@ -34,6 +34,7 @@ class ReplicaStatus:
     stored: int = 0
     duplicates: int = 0
     conflicting_duplicates: int = 0
+    too_old: int = 0  # older than the retention window: dead-lettered
     unknown_device: int = 0
     alerts: int = 0
 
@@ -47,6 +48,7 @@ class PipelineStatus:
     incoming: QueueState
     dead_letters: QueueState
     dead_lettered_by_balancer: int
+    raw_retention_days: int
     replicas: list[ReplicaStatus] = field(default_factory=list)
 
     @property
@@ -94,7 +96,8 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
     latest = connection.execute(text(
         "SELECT strategy, updated_at FROM balancer_stats ORDER BY updated_at DESC LIMIT 1")).first()
     stored = {row.replica: row for row in connection.execute(text(
-        "SELECT replica, readings_stored, duplicates, conflicting_duplicates, unknown_device_readings, "
+        "SELECT replica, readings_stored, duplicates, conflicting_duplicates, too_old_readings, "
+        "unknown_device_readings, "
         "alerts_raised "
         "FROM replica_stats"))}
     status = PipelineStatus(
@@ -105,6 +108,7 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
         incoming=(states or {}).get(READINGS_QUEUE, QueueState(READINGS_QUEUE)),
         dead_letters=(states or {}).get(DEAD_LETTERS_QUEUE, QueueState(DEAD_LETTERS_QUEUE)),
         dead_lettered_by_balancer=int(dead),
+        raw_retention_days=settings.raw_retention_days,
     )
     for n in replicas:
         row = stored.get(n)
@@ -115,6 +119,7 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
             stored=row.readings_stored if row else 0,
             duplicates=row.duplicates if row else 0,
             conflicting_duplicates=row.conflicting_duplicates if row else 0,
+            too_old=row.too_old_readings if row else 0,
             unknown_device=row.unknown_device_readings if row else 0,
             alerts=row.alerts_raised if row else 0,
         ))

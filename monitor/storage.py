@@ -3,14 +3,18 @@
 Everything for one batch happens in one transaction, so a batch counts fully or
 not at all, and the caller acks its deliveries only after the commit:
 
-1. `INSERT IGNORE` the readings, keyed by (device_id, timestamp_ms). A reading
+1. `INSERT IGNORE` the readings, keyed by (timestamp_ms, device_id). A reading
    delivered twice — even to two replicas at once — is inserted by exactly one
    transaction; the other waits on the row lock and then ignores it. The first
    stored value stands: a reading with the same key but another value is a
    *conflicting duplicate*, returned to the caller to be dead-lettered.
-2. Add to `hourly_consumption` only the readings this transaction inserted
-   (they carry its `batch_id`), with `kwh = kwh + VALUES(kwh)`: the row lock
-   serialises replicas updating the same device-hour, the sum stays exact.
+2. Add to `hourly_consumption` only the readings this transaction inserted,
+   with `kwh = kwh + VALUES(kwh)`: the row lock serialises replicas updating
+   the same device-hour, the sum stays exact. Which rows are its own is found
+   without marking them (a column on every row would cost bytes forever): the
+   transaction starts with a consistent snapshot, and a consistent read sees
+   the rows committed before that snapshot plus the transaction's own inserts,
+   never those other transactions committed since (see `_insert_readings`).
 3. For each touched device-hour now over its device's limit, `INSERT IGNORE`
    one alert row: unique per device-hour, so only the first crossing counts.
    An hour that has not begun yet (a clock a little ahead) raises none.
@@ -24,7 +28,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,7 +54,9 @@ MAX_ATTEMPTS = 8
 
 def create_monitor_engine(settings: Settings) -> Engine:
     """Return an engine on the monitor database."""
-    return create_engine(settings.database_url("monitor"), **engine_options())
+    # Storing a batch relies on a snapshot that lasts the whole transaction.
+    return create_engine(settings.database_url("monitor"), isolation_level="REPEATABLE READ",
+                         **engine_options())
 
 
 def reading_kwh(value: float) -> Decimal:
@@ -103,13 +108,17 @@ class BatchResult:
 
 # The hot statement goes to the driver directly with tuples: pymysql folds the
 # batch into one multi-row INSERT, without SQLAlchemy's per-row parameter work.
-INSERT_READINGS = (
-    "INSERT IGNORE INTO readings (device_id, timestamp_ms, hour_start, kwh, batch_id, replica) "
-    "VALUES (%s, %s, %s, %s, %s, %s)"
-)
-SELECT_BATCH_KEYS = text("SELECT device_id, timestamp_ms FROM readings WHERE batch_id = :batch_id")
+INSERT_READINGS = "INSERT IGNORE INTO readings (timestamp_ms, device_id, kwh) VALUES (%s, %s, %s)"
+START_WITH_SNAPSHOT = "START TRANSACTION WITH CONSISTENT SNAPSHOT"
+BEFORE_READINGS = "SAVEPOINT before_readings"
+UNDO_READINGS = "ROLLBACK TO SAVEPOINT before_readings"
+SELECT_VISIBLE_KEYS = text(
+    "SELECT timestamp_ms, device_id FROM readings WHERE (timestamp_ms, device_id) IN :keys"
+).bindparams(bindparam("keys", expanding=True))
+# A locking read: the latest committed value, which the snapshot may not show yet.
 SELECT_STORED_KWH = text(
-    "SELECT device_id, timestamp_ms, kwh FROM readings WHERE (device_id, timestamp_ms) IN :keys"
+    "SELECT timestamp_ms, device_id, kwh FROM readings WHERE (timestamp_ms, device_id) IN :keys "
+    "LOCK IN SHARE MODE"
 ).bindparams(bindparam("keys", expanding=True))
 ADD_HOURLY = text(
     "INSERT INTO hourly_consumption (device_id, hour_start, kwh) VALUES (:device_id, :hour_start, :kwh) "
@@ -138,17 +147,30 @@ COUNT_REPLICA = text(
 )
 
 
-def _reading_rows(readings: list[Reading], batch_id: bytes, replica: int) -> list[tuple]:
+COUNT_TOO_OLD = text(
+    "INSERT INTO replica_stats (replica, too_old_readings, updated_at) "
+    "VALUES (:replica, :count, UTC_TIMESTAMP(3)) "
+    "ON DUPLICATE KEY UPDATE too_old_readings = too_old_readings + VALUES(too_old_readings), "
+    "updated_at = VALUES(updated_at)"
+)
+
+
+def count_too_old(engine: Engine, replica: int, count: int) -> None:
+    """Add readings refused as older than the retention window to their replica's counters."""
+    with engine.begin() as connection:
+        connection.execute(COUNT_TOO_OLD, {"replica": replica, "count": count})
+
+
+def _reading_rows(readings: list[Reading]) -> list[tuple]:
     """Return one row per distinct reading key, with its first value, sorted by key (the lock order).
 
-    Rows are (device_id, timestamp_ms, hour_start, kwh, batch_id, replica).
+    Rows are (timestamp_ms, device_id, kwh): the first two are the key.
     """
-    rows: dict[tuple[str, int], tuple] = {}
+    rows: dict[tuple[int, str], tuple] = {}
     for reading in readings:
-        key = (reading.device_id, reading.timestamp)
+        key = (reading.timestamp, reading.device_id)
         if key not in rows:
-            rows[key] = (*key, hour_start(reading.timestamp), reading_kwh(reading.measurement_value),
-                         batch_id, replica)
+            rows[key] = (*key, reading_kwh(reading.measurement_value))
     return [rows[key] for key in sorted(rows)]
 
 
@@ -161,26 +183,48 @@ def _conflicting(connection: Connection, readings: list[Reading], rows: list[tup
     """
     if len(readings) == len(rows) and len(stored) == len(rows):
         return []  # every key came once and was new: nothing to compare
-    kept = {(row[0], row[1]): row[3] for row in rows}
+    kept = {(row[0], row[1]): row[2] for row in rows}
     ours = {(row[0], row[1]) for row in stored}
     others = [key for key in kept if key not in ours]
     if others:
         # INSERT IGNORE waited for (and share-locked) each of these rows: they are committed.
-        kept.update({(device_id, timestamp): kwh for device_id, timestamp, kwh in
+        kept.update({(timestamp, device_id): kwh for timestamp, device_id, kwh in
                      connection.execute(SELECT_STORED_KWH, {"keys": others})})
     return [reading for reading in readings
-            if kept[(reading.device_id, reading.timestamp)] != reading_kwh(reading.measurement_value)]
+            if kept[(reading.timestamp, reading.device_id)] != reading_kwh(reading.measurement_value)]
 
 
-def _inserted_rows(connection: Connection, rows: list[tuple], inserted: int, batch_id: bytes) -> list[tuple]:
-    """Return the rows this transaction inserted (all of them unless some were duplicates)."""
+def _visible_keys(connection: Connection, rows: list[tuple]) -> set[tuple[int, str]]:
+    """Return the keys of `rows` that the transaction's snapshot holds (a consistent read)."""
+    return {tuple(key) for key in connection.execute(
+        SELECT_VISIBLE_KEYS, {"keys": [(row[0], row[1]) for row in rows]})}
+
+
+def _insert_readings(connection: Connection, rows: list[tuple]) -> list[tuple]:
+    """Insert the rows whose key is new; return those this transaction inserted.
+
+    The transaction started with a consistent snapshot. When only some rows were
+    inserted (the rare case: duplicates), the insert is undone to a savepoint, the
+    keys the snapshot already holds are read, and the rest inserted again; if some
+    are still ignored (committed by others since), a consistent read shows which
+    are this transaction's own: the others' rows are newer than the snapshot.
+    """
+    connection.exec_driver_sql(BEFORE_READINGS)
+    inserted = connection.exec_driver_sql(INSERT_READINGS, rows).rowcount
     if inserted == len(rows):
         return rows
     if inserted == 0:
         return []
-    # A consistent read sees this transaction's own inserts: exactly ours carry batch_id.
-    keys = {tuple(row) for row in connection.execute(SELECT_BATCH_KEYS, {"batch_id": batch_id})}
-    return [row for row in rows if (row[0], row[1]) in keys]
+    connection.exec_driver_sql(UNDO_READINGS)
+    before = _visible_keys(connection, rows)
+    fresh = [row for row in rows if (row[0], row[1]) not in before]
+    if not fresh:
+        return []
+    inserted = connection.exec_driver_sql(INSERT_READINGS, fresh).rowcount
+    if inserted == len(fresh):
+        return fresh
+    ours = _visible_keys(connection, fresh) if inserted else set()
+    return [row for row in fresh if (row[0], row[1]) in ours]
 
 
 def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: datetime) -> int:
@@ -218,21 +262,20 @@ def _count(connection: Connection, replica: int, result: BatchResult) -> None:
 
 
 def _store_once(connection: Connection, readings: list[Reading], replica: int, now: datetime) -> BatchResult:
-    batch_id = uuid.uuid4().bytes
-    rows = _reading_rows(readings, batch_id, replica)
+    connection.exec_driver_sql(START_WITH_SNAPSHOT)
+    rows = _reading_rows(readings)
     result = BatchResult(received=len(readings))
-    inserted = connection.exec_driver_sql(INSERT_READINGS, rows).rowcount if rows else 0
-    stored = _inserted_rows(connection, rows, inserted, batch_id)
+    stored = _insert_readings(connection, rows) if rows else []
     result.inserted = len(stored)
     result.conflicting = _conflicting(connection, readings, rows, stored)
     devices = {row.id: row for row in connection.execute(
-        SELECT_DEVICES, {"ids": sorted({row[0] for row in stored})})} if stored else {}
-    result.unknown_device = sum(1 for row in stored if row[0] not in devices)
+        SELECT_DEVICES, {"ids": sorted({row[1] for row in stored})})} if stored else {}
+    result.unknown_device = sum(1 for row in stored if row[1] not in devices)
     _count(connection, replica, result)
     if stored:
         # From here to the commit the device-hour rows are locked, and with round robin
         # every replica needs the same ones: whatever can run before runs before.
-        sums = hourly_sums((device_id, hour, kwh) for device_id, _, hour, kwh, _, _ in stored)
+        sums = hourly_sums((device_id, hour_start(timestamp), kwh) for timestamp, device_id, kwh in stored)
         connection.execute(ADD_HOURLY, [
             {"device_id": device_id, "hour_start": hour, "kwh": kwh}
             for (device_id, hour), kwh in sorted(sums.items())

@@ -32,7 +32,7 @@ ROUTES = {
 DESIGN_PROCESS_NAMES = {"web": "web", "support": "support", "notifier": "notifier",
                         "monitor API": "monitor_api"}
 EMS_SERVICES = {"migrate", "web", "support", "support_consumer", "notifier", "monitor_api",
-                "outbox_relay", "balancer", "monitor", "monitor_events", "simulator"}
+                "outbox_relay", "balancer", "monitor", "monitor_events", "monitor_maintenance", "simulator"}
 
 
 def _docker_cli() -> str:
