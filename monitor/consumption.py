@@ -159,3 +159,53 @@ def all_devices(connection: Connection) -> list[Device]:
     rows = connection.execute(text(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE NOT deleted ORDER BY name, id"))  # noqa: S608
     return [Device(*row[:4], bool(row[4])) for row in rows]
+
+
+@dataclass(frozen=True)
+class MonthValue:
+    """One month of a year chart: its total and how many of its hours were over the limit."""
+
+    first: date
+    kwh: Decimal
+    hours_over: int
+
+    @property
+    def label(self) -> str:
+        return self.first.strftime("%b")
+
+
+def month_starts(year: int) -> list[date]:
+    """Return the first day of each month of `year`, then of the next year (13 dates)."""
+    return [date(year, month, 1) for month in range(1, 13)] + [date(year + 1, 1, 1)]
+
+
+def _as_number(moment: datetime) -> int:
+    """Return a naive UTC datetime as the YYYYMMDDhhmmss number that `DATETIME + 0` gives in SQL."""
+    return int(moment.strftime("%Y%m%d%H%M%S"))
+
+
+def monthly_totals(connection: Connection, device_id: str, year: int, zone: ZoneInfo,
+                   limit: Decimal) -> list[MonthValue]:
+    """Return each local month's total of a year and its hours over `limit`, summed by the database.
+
+    Months run from local midnight to local midnight (DST included), so their UTC
+    bounds are clock hours; INTERVAL() puts each hour in its month in one pass
+    over the device's year of hourly rows (measured in bench/history.py).
+    """
+    firsts = month_starts(year)
+    bounds = [utc_naive(local_midnight_utc(first, zone)) for first in firsts]
+    inner = ", ".join(f":b{n}" for n in range(1, 12))
+    rows = connection.execute(text(
+        f"SELECT INTERVAL(hour_start + 0, {inner}) AS month, SUM(kwh), SUM(kwh > :limit) "  # noqa: S608
+        "FROM hourly_consumption WHERE device_id = :device_id AND hour_start >= :start AND hour_start < :end "
+        "GROUP BY month"),
+        {"device_id": device_id, "start": bounds[0], "end": bounds[12], "limit": limit,
+         **{f"b{n}": _as_number(bounds[n]) for n in range(1, 12)}})
+    found = {month: (kwh, int(over)) for month, kwh, over in rows}
+    return [MonthValue(firsts[n], *found.get(n, (ZERO, 0))) for n in range(12)]
+
+
+def most_hours_over(months: list[MonthValue]) -> MonthValue | None:
+    """Return the month with the most hours over the limit (the earliest of a tie), or None."""
+    worst = max(months, key=lambda month: month.hours_over, default=None)
+    return worst if worst is not None and worst.hours_over > 0 else None

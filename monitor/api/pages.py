@@ -6,7 +6,8 @@ with the fragment alone.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import dataclasses
+from datetime import date, timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request
 
@@ -29,6 +30,8 @@ from monitor.consumption import (
     devices_of,
     hourly_for_day,
     month_range,
+    monthly_totals,
+    most_hours_over,
     peak_hour,
     today,
     week_range,
@@ -37,7 +40,7 @@ from monitor.pipeline_status import pipeline_status
 
 blueprint = Blueprint("monitor_pages", __name__, url_prefix="/monitor")
 
-VIEWS = ("day", "week", "month")
+VIEWS = ("day", "week", "month", "year")
 # htmx fires this event after a read-state change; the unread badge (notifications.js) listens.
 ALERTS_CHANGED_HEADER = "HX-Trigger"
 ALERTS_CHANGED_EVENT = "ems:alerts-changed"
@@ -53,12 +56,29 @@ def chart_context(device, view: str, day):
             chart = bar_chart([h.label for h in hours], [h.kwh for h in hours], device.max_hourly_kwh)
             return {"chart": chart, "total": day_total(hours), "peak": peak_hour(hours),
                     "previous": day - timedelta(days=1), "next": day + timedelta(days=1)}
+        if view == "year":
+            return year_context(monthly_totals(connection, device.id, day.year, zone, device.max_hourly_kwh))
         first, last = week_range(day) if view == "week" else month_range(day)
         days = daily_totals(connection, device.id, first, last, zone)
     labels = [d.day.strftime("%a %d" if view == "week" else "%d") for d in days]
     chart = bar_chart(labels, [d.kwh for d in days])
     best = max(days, key=lambda d: d.kwh)
     return {"chart": chart, "total": sum(d.kwh for d in days), "peak_day": best if best.kwh > 0 else None,
+            "first": first, "last": last,
+            "previous": first - timedelta(days=1), "next": last + timedelta(days=1)}
+
+
+def year_context(months) -> dict:
+    """Return the year chart: 12 monthly totals, the month over the limit most hours highlighted."""
+    worst = most_hours_over(months)
+    chart = bar_chart([month.label for month in months], [month.kwh for month in months])
+    # The highlighted bar is the month with the most hours over the limit, not a total over one.
+    chart = dataclasses.replace(chart, bars=[dataclasses.replace(bar, over_limit=month is worst)
+                                             for bar, month in zip(chart.bars, months, strict=True)])
+    best = max(months, key=lambda month: month.kwh)
+    first, last = months[0].first, date(months[0].first.year, 12, 31)
+    return {"chart": chart, "total": sum(month.kwh for month in months),
+            "peak_month": best if best.kwh > 0 else None, "worst_month": worst,
             "first": first, "last": last,
             "previous": first - timedelta(days=1), "next": last + timedelta(days=1)}
 
@@ -74,7 +94,7 @@ def index():
 @blueprint.get("/devices/<device_id>")
 @login_required()
 def device_page(device_id: str):
-    """Show a device's consumption chart (day, week or month) with navigation."""
+    """Show a device's consumption chart (day, week, month or year) with navigation."""
     device = viewable_device(device_id)
     view = request.args.get("view", "day")
     if view not in VIEWS:
