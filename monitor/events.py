@@ -1,4 +1,4 @@
-"""Keep the monitor's copy of devices from the portal's events (`monitor.events`).
+"""Keep the monitor's copy of devices and user sessions from the portal's events (`monitor.events`).
 
 The queue has a single active consumer, so events arrive in publish order;
 `last_sequence` still guards against an older event redelivered after a newer
@@ -33,6 +33,14 @@ UPSERT_DEVICE = text(
     "max_hourly_kwh = VALUES(max_hourly_kwh), deleted = VALUES(deleted), "
     "last_sequence = VALUES(last_sequence)"
 )
+SELECT_USER_SEQUENCE = text("SELECT last_sequence FROM user_sessions WHERE user_id = :id FOR UPDATE")
+# A version never goes down, whatever order events of one user arrive in.
+UPSERT_USER_SESSION = text(
+    "INSERT INTO user_sessions (user_id, token_version, deleted, last_sequence) "
+    "VALUES (:id, :version, :deleted, :sequence) "
+    "ON DUPLICATE KEY UPDATE token_version = GREATEST(token_version, VALUES(token_version)), "
+    "deleted = VALUES(deleted), last_sequence = VALUES(last_sequence)"
+)
 RELEASE_OWNED_DEVICES = text(
     "UPDATE devices SET owner_id = NULL, last_sequence = :sequence "
     "WHERE owner_id = :user_id AND last_sequence < :sequence"
@@ -40,7 +48,7 @@ RELEASE_OWNED_DEVICES = text(
 
 
 def apply_event(connection: Connection, event: Event) -> bool:
-    """Apply one event to the devices table; return False if it was older than what is stored."""
+    """Apply one event to the devices or user sessions; return False if it was older than what is stored."""
     if event.device is not None:
         stored = connection.execute(SELECT_SEQUENCE, {"id": event.device.id}).scalar()
         if stored is not None and stored >= event.sequence:
@@ -51,9 +59,18 @@ def apply_event(connection: Connection, event: Event) -> bool:
             "sequence": event.sequence,
         })
         return True
-    if event.type == "user.deleted" and event.user is not None:
+    if event.user is None:
+        return True
+    if event.type == "user.deleted":
         # A deleted user's devices have nobody left to alert.
         connection.execute(RELEASE_OWNED_DEVICES, {"user_id": event.user.id, "sequence": event.sequence})
+    stored = connection.execute(SELECT_USER_SEQUENCE, {"id": event.user.id}).scalar()
+    if stored is not None and stored >= event.sequence:
+        return False
+    # The monitor API refuses tokens older than this version, and every token of a deleted user.
+    connection.execute(UPSERT_USER_SESSION, {"id": event.user.id, "version": event.user.token_version,
+                                             "deleted": event.type == "user.deleted",
+                                             "sequence": event.sequence})
     return True
 
 

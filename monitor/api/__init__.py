@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from common.auth import configure_jwt
+from common.auth import SessionVersions, configure_jwt
 from common.logs import configure_logging
 from common.pages import init_pages
 from common.settings import Settings, load_settings
@@ -26,10 +26,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(EMS_SETTINGS=settings, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     app.extensions["monitor_engine"] = create_monitor_engine(settings)
-    configure_jwt(app, settings)
-    init_pages(app)
+    from monitor.api import access, json_routes, pages
 
-    from monitor.api import json_routes, pages
+    # Tokens of ended sessions are refused as soon as monitor.events tells (monitor.events).
+    configure_jwt(app, settings, SessionVersions(access.known_sessions))
+    init_pages(app)
 
     app.register_blueprint(json_routes.blueprint)
     app.register_blueprint(pages.blueprint)

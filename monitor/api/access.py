@@ -5,19 +5,28 @@ from __future__ import annotations
 from datetime import date
 
 from flask import abort, current_app, request
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from common.auth import Identity, current_identity
+from common.auth import Identity, KnownSessions, current_identity
 from common.messages import InvalidMessage, parse_uuid
 from common.pages import viewer_timezone
 from monitor.consumption import Device, all_devices, devices_of, find_device, today
 
 MAX_RANGE_DAYS = 366
+SELECT_USER_SESSION = text("SELECT token_version, deleted FROM user_sessions WHERE user_id = :id")
 
 
 def database() -> Connection:
     """Return a new connection to the monitor database (use it in a `with`)."""
     return current_app.extensions["monitor_engine"].connect()
+
+
+def known_sessions(user_id: int) -> KnownSessions | None:
+    """Return what the portal's events told of a user's sessions (the lookup of the token checks)."""
+    with database() as connection:
+        row = connection.execute(SELECT_USER_SESSION, {"id": user_id}).first()
+    return None if row is None else KnownSessions(version=row.token_version, deleted=bool(row.deleted))
 
 
 def settings():

@@ -83,9 +83,13 @@
     socket.on("connect", () => setConnectionState(true));
     socket.on("disconnect", async (reason) => {
       setConnectionState(false);
-      // The notifier closes a socket when its access token expires; the client
-      // does not come back by itself after that, so refresh and reconnect.
-      if (reason === "io server disconnect" && await refreshAccessToken()) socket.connect();
+      // The notifier closes a socket when its access token expires, or when the session
+      // was ended ("log out everywhere", a role change, a password reset, a deletion).
+      // The client does not come back by itself after that: refresh and reconnect, or,
+      // when the session is over, go to the sign-in page.
+      if (reason !== "io server disconnect") return;
+      if (await refreshAccessToken()) socket.connect();
+      else window.location = "/login?next=" + encodeURIComponent(location.pathname + location.search);
     });
     socket.on("connect_error", async (error) => {
       setConnectionState(false);
