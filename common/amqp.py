@@ -14,8 +14,10 @@ from collections.abc import Callable
 import pika
 import pika.exceptions
 
+from common.health import HEALTH
 from common.logs import log_event
 from common.messages import printable_reason
+from common.metrics import BROKER_RECONNECTS, count_dead_letter
 from common.settings import Settings
 from common.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -169,6 +171,7 @@ def dead_letter(channel, source_queue: str, routing_key: str, body: bytes, reaso
         ),
         mandatory=True,
     )
+    count_dead_letter(source_queue, reason)
 
 
 def run_with_reconnect(work: Callable[[], None], name: str,
@@ -184,6 +187,8 @@ def run_with_reconnect(work: Callable[[], None], name: str,
             work()
             return
         except CONNECTION_ERRORS as error:
+            HEALTH.set_ready(False)
+            BROKER_RECONNECTS.inc()
             # A connection that lived a while was healthy: start the back-off again.
             if time.monotonic() - started > 30:
                 delay = RECONNECT_FIRST_DELAY_SECONDS

@@ -170,6 +170,12 @@ class Settings:
     support_port: int = 5001
     notifier_port: int = 5002
     monitor_api_port: int = 5003
+    # Prometheus metrics and health (/metrics, /healthz, /readyz) of each process: its own port,
+    # EMS_METRICS_PORT, else the base plus the process's offset (common/metrics.py); 0 turns it off.
+    metrics_base_port: int = 9200
+    metrics_port: int = 0
+    # A consumer holding deliveries with nothing acked, or a loop not turning, this long is unhealthy.
+    stuck_seconds: int = 120
 
     # Where services reach each other (inside the back-end network); derived from
     # the ports unless set.
@@ -256,6 +262,9 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         support_port=_int("SUPPORT_PORT", 5001),
         notifier_port=_int("NOTIFIER_PORT", 5002),
         monitor_api_port=_int("MONITOR_API_PORT", 5003),
+        metrics_base_port=_int("METRICS_BASE_PORT", 9200),
+        metrics_port=_int("METRICS_PORT", 0),
+        stuck_seconds=_int("STUCK_SECONDS", 120),
         llm_base_url=_text("LLM_BASE_URL", ""),
         llm_model=_text("LLM_MODEL", ""),
         llm_api_key=_raw("LLM_API_KEY", from_file) or "",
