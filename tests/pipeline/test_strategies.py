@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from balancer.membership import ACTIVE, DRAINING, Heartbeat, Membership
 from balancer.strategies import LeastLoaded, Rendezvous, RoundRobin, StableHash, create_strategy
 
 DEVICES = [str(uuid.UUID(int=n * 7919 + 12345)) for n in range(2000)]
@@ -92,3 +93,74 @@ def test_unknown_strategy_is_refused():
 def test_every_strategy_answers_a_replica_in_range(name):
     strategy = create_strategy(name, 3)
     assert {strategy.choose(device) for device in DEVICES[:300]} <= {1, 2, 3}
+
+
+def moved_fraction(before, after) -> float:
+    """Return the share of DEVICES whose replica differs between two strategies."""
+    return sum(before.choose(device) != after.choose(device) for device in DEVICES) / len(DEVICES)
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ({1, 2, 3, 4}, {1, 3, 4}),   # replica 2 left from the middle
+    ({1, 2, 3}, {1, 2, 3, 7}),   # a replica joined with a number above the others
+    ({1, 2, 3, 4, 5}, {1, 2}),   # scaled down by three
+])
+def test_rendezvous_over_live_sets_moves_only_the_changed_share(before, after):
+    changed = len(before ^ after) / len(before | after)
+    moved = moved_fraction(Rendezvous(before), Rendezvous(after))
+    assert changed * 0.8 <= moved <= changed * 1.2
+
+
+def test_rendezvous_moves_only_the_devices_of_a_replica_that_left():
+    old, new = Rendezvous({1, 2, 3, 4}), Rendezvous({1, 3, 4})
+    for device in DEVICES:
+        if old.choose(device) != 2:
+            assert new.choose(device) == old.choose(device)
+
+
+def test_set_replicas_changes_the_set_in_place():
+    for name in ("round-robin", "hash", "consistent", "least-loaded"):
+        strategy = create_strategy(name, 3)
+        strategy.set_replicas([2, 5])
+        assert {strategy.choose(device) for device in DEVICES[:300]} == {2, 5}, name
+
+
+def test_hash_mod_n_moves_most_devices_when_one_replica_leaves():
+    # Why the consistent strategy is the one to scale with: hash mod N reshuffles.
+    assert moved_fraction(StableHash({1, 2, 3, 4}), StableHash({1, 3, 4})) > 0.5
+
+
+def test_least_loaded_gives_a_joining_replica_the_next_readings():
+    strategy = LeastLoaded(2)
+    strategy.observe_depths({1: 50, 2: 50})
+    strategy.set_replicas([1, 2, 3])
+    assert [strategy.choose("device") for _ in range(5)] == [3] * 5
+
+
+def test_membership_routes_to_replicas_heard_recently():
+    membership = Membership(live_seconds=3)
+    membership.heard(Heartbeat(1, ACTIVE), now=100)
+    membership.heard(Heartbeat(2, ACTIVE), now=101)
+    assert membership.live(now=102) == (1, 2)
+    assert membership.live(now=103.5) == (2,), "replica 1 silent for more than 3 s"
+    assert membership.state(1, now=103.5) == DRAINING, "silent, its queue may still hold readings"
+
+
+def test_a_draining_replica_leaves_the_live_set_at_once():
+    membership = Membership()
+    membership.heard(Heartbeat(1, ACTIVE), now=0)
+    membership.heard(Heartbeat(1, DRAINING), now=1)
+    assert membership.live(now=1) == ()
+    membership.forget(1)
+    assert membership.state(1, now=1) == "gone"
+
+
+@pytest.mark.parametrize("body", [b"{}", b"not json", b'{"replica": 0, "state": "active"}',
+                                  b'{"replica": 2, "state": "sleeping"}', b'{"replica": true, "state": "active"}'])
+def test_a_message_that_is_not_a_heartbeat_is_refused(body):
+    with pytest.raises(ValueError):
+        Heartbeat.from_json(body)
+
+
+def test_a_heartbeat_round_trips():
+    assert Heartbeat.from_json(Heartbeat(4, DRAINING, "host-1").to_json()) == Heartbeat(4, DRAINING, "host-1")
