@@ -30,10 +30,13 @@ from urllib.parse import quote, unquote, urlparse, urlunparse
 from common.realtime import SOCKETIO_CHANNEL
 from common.topology import (
     ALERTS_EXCHANGE,
+    BALANCER_MEMBERSHIP_QUEUE_PREFIX,
     CHAT_EXCHANGE,
+    CONTROL_EXCHANGE,
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
     INGEST_EXCHANGE,
+    INGEST_QUEUE_PATTERN,
     MONITOR_EVENTS_QUEUE,
     NOTIFIER_ALERTS_QUEUE,
     NOTIFIER_SESSIONS_QUEUE_PREFIX,
@@ -50,6 +53,8 @@ MANAGEMENT_TIMEOUT_SECONDS = 10
 SOCKETIO_QUEUE_PATTERN = r"python-socketio\.[0-9a-f-]+"
 # Each notifier declares its own user-events queue, named after its instance (host-pid-random).
 NOTIFIER_SESSIONS_QUEUE_PATTERN = re.escape(NOTIFIER_SESSIONS_QUEUE_PREFIX) + r"[A-Za-z0-9_.-]+"
+# Each balancer hears replica heartbeats on a queue of its own (host-pid).
+BALANCER_MEMBERSHIP_QUEUE_PATTERN = re.escape(BALANCER_MEMBERSHIP_QUEUE_PREFIX) + r"[A-Za-z0-9_.-]+"
 # Dead letters of every consumer and publisher go to one exchange.
 NOTHING = "^$"
 
@@ -77,13 +82,19 @@ class Permissions:
 PERMISSIONS: dict[str, Permissions] = {
     # The outbox relay publishes user/device events (and dead-letters an outbox row it cannot send).
     "web": Permissions(NOTHING, names(EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE), NOTHING),
-    # Every reading in, one replica's ingest queue out.
-    "balancer": Permissions(NOTHING, names(INGEST_EXCHANGE, DEAD_LETTER_EXCHANGE), names(READINGS_QUEUE)),
-    # Replicas consume ingest.<n> and raise alerts; the events consumer keeps copies of users/devices.
+    # Every reading in, one replica's ingest queue out; replica heartbeats in on a queue of its
+    # own; the queue a replica left behind is read back (and deleted once empty).
+    "balancer": Permissions(
+        names(patterns=(INGEST_QUEUE_PATTERN, BALANCER_MEMBERSHIP_QUEUE_PATTERN)),
+        names(INGEST_EXCHANGE, DEAD_LETTER_EXCHANGE, patterns=(BALANCER_MEMBERSHIP_QUEUE_PATTERN,)),
+        names(READINGS_QUEUE, CONTROL_EXCHANGE, patterns=(INGEST_QUEUE_PATTERN, BALANCER_MEMBERSHIP_QUEUE_PATTERN)),
+    ),
+    # Replicas declare and consume their own ingest.<n> (a replica may join with any n), announce
+    # themselves on ems.control and raise alerts; the events consumer keeps copies of users/devices.
     "monitor": Permissions(
-        NOTHING,
-        names(ALERTS_EXCHANGE, DEAD_LETTER_EXCHANGE),
-        names(MONITOR_EVENTS_QUEUE, patterns=(r"ingest\.[0-9]+",)),
+        names(patterns=(INGEST_QUEUE_PATTERN,)),
+        names(ALERTS_EXCHANGE, DEAD_LETTER_EXCHANGE, CONTROL_EXCHANGE, patterns=(INGEST_QUEUE_PATTERN,)),
+        names(MONITOR_EVENTS_QUEUE, INGEST_EXCHANGE, patterns=(INGEST_QUEUE_PATTERN,)),
     ),
     # Alerts in over STOMP, chat out, user events on a queue of its own (bound to ems.events),
     # and the Socket.IO message queue it listens on.

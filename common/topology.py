@@ -24,6 +24,13 @@ READING_ROUTING_KEY = "reading"
 READINGS_QUEUE = "readings.incoming"
 
 INGEST_EXCHANGE = "ems.ingest"
+INGEST_QUEUE_PATTERN = r"ingest\.[0-9]+"
+
+# Monitor replicas announce themselves here (`membership.<n>`, about once a second);
+# each balancer hears them on a queue of its own (exclusive, auto-delete).
+CONTROL_EXCHANGE = "ems.control"
+MEMBERSHIP_KEYS = "membership.*"
+BALANCER_MEMBERSHIP_QUEUE_PREFIX = "balancer.membership."
 
 EVENTS_EXCHANGE = "ems.events"
 MONITOR_EVENTS_QUEUE = "monitor.events"
@@ -60,6 +67,11 @@ def ingest_queue(replica: int) -> str:
 def ingest_routing_key(replica: int) -> str:
     """Return the routing key that reaches monitor replica `replica`."""
     return f"replica.{replica}"
+
+
+def membership_routing_key(replica: int) -> str:
+    """Return the routing key of monitor replica `replica`'s heartbeats."""
+    return f"membership.{replica}"
 
 
 def notifier_sessions_queue(instance: str) -> str:
@@ -102,6 +114,7 @@ EXCHANGES: dict[str, str] = {
     ALERTS_EXCHANGE: "topic",
     CHAT_EXCHANGE: "topic",
     DEAD_LETTER_EXCHANGE: "topic",
+    CONTROL_EXCHANGE: "topic",
 }
 
 
@@ -124,11 +137,12 @@ def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
         Queue(NOTIFIER_ALERTS_QUEUE, ALERTS_EXCHANGE, ("overconsumption.*",)),
         Queue(SUPPORT_INBOUND_QUEUE, CHAT_EXCHANGE, ("inbound.*",)),
     ]
-    ingest = [
-        Queue(ingest_queue(n), INGEST_EXCHANGE, (ingest_routing_key(n),))
-        for n in range(1, replicas + 1)
-    ]
-    return fixed + ingest
+    return fixed + [ingest_queue_definition(n) for n in range(1, replicas + 1)]
+
+
+def ingest_queue_definition(replica: int) -> Queue:
+    """Return the ingest queue of monitor replica `replica` (any n: replicas join at will)."""
+    return Queue(ingest_queue(replica), INGEST_EXCHANGE, (ingest_routing_key(replica),))
 
 
 def queue_arguments(queue: Queue) -> dict:
@@ -144,10 +158,15 @@ def declare_exchanges(channel) -> None:
         channel.exchange_declare(exchange=name, exchange_type=kind, durable=True)
 
 
+def declare_queue(channel, queue: Queue) -> None:
+    """Declare one queue and its bindings on a pika channel (idempotent)."""
+    channel.queue_declare(queue=queue.name, durable=True, arguments=queue_arguments(queue))
+    for key in queue.routing_keys:
+        channel.queue_bind(queue=queue.name, exchange=queue.exchange, routing_key=key)
+
+
 def declare_topology(channel, replicas: int, limits: QueueLimits = QueueLimits()) -> None:
     """Declare every exchange, queue and binding on a pika channel (idempotent)."""
     declare_exchanges(channel)
     for queue in queues(replicas, limits):
-        channel.queue_declare(queue=queue.name, durable=True, arguments=queue_arguments(queue))
-        for key in queue.routing_keys:
-            channel.queue_bind(queue=queue.name, exchange=queue.exchange, routing_key=key)
+        declare_queue(channel, queue)
