@@ -9,6 +9,7 @@ from balancer.stats import StatsWriter
 from balancer.strategies import create_strategy
 from common.amqp import run_with_reconnect
 from common.logs import configure_logging
+from common.metrics import serve_metrics
 from common.settings import load_settings
 
 
@@ -16,6 +17,7 @@ def main() -> None:
     """Route readings until SIGTERM/SIGINT."""
     settings = load_settings(service="balancer")
     configure_logging("balancer", settings.log_level)
+    serve_metrics(settings, "balancer")
     try:
         strategy = create_strategy(settings.balancer_strategy, settings.monitor_replicas)
     except ValueError as error:

@@ -25,8 +25,10 @@ from pika.spec import Basic
 from balancer.strategies import LeastLoaded
 from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter, internal_error_reason
 from common.amqp_async import CoalescingSelectConnection
+from common.health import HEALTH
 from common.logs import log_event
 from common.messages import InvalidMessage, parse_reading
+from common.metrics import READINGS_RECEIVED, READINGS_ROUTED
 from common.settings import Settings
 from common.topology import INGEST_EXCHANGE, READINGS_QUEUE, ingest_queue, ingest_routing_key
 
@@ -50,6 +52,8 @@ class RoutingCounters:
     def add(self, replica: int) -> None:
         """Count one confirmed reading for `replica` (0 for a dead letter)."""
         self.counts[replica] += 1
+        if replica != DEAD:
+            READINGS_ROUTED.labels(replica=str(replica)).inc()
 
     def snapshot(self) -> dict[int, int]:
         """Return a copy that another thread may read."""
@@ -230,8 +234,18 @@ class Balancer:
 
     def _on_qos(self, _frame) -> None:
         self._channel.basic_consume(READINGS_QUEUE, self._on_reading)
+        HEALTH.set_ready(True)
+        self._beat()
+
+    def _beat(self) -> None:
+        """Tell the health check, every second, that the I/O loop still turns."""
+        HEALTH.turned()
+        if self._connection is not None and self._connection.is_open:
+            self._connection.ioloop.call_later(1.0, self._beat)
 
     def _on_reading(self, channel, method, properties, body: bytes) -> None:
+        READINGS_RECEIVED.inc()
+        HEALTH.received()
         try:
             reading = parse_reading(body, max_future_ms=self.max_future_ms)
             replica = self.strategy.choose(reading.device_id)
@@ -286,6 +300,7 @@ class Balancer:
         for action, tag in self._tracker.settle():
             if action == "ack":
                 self._channel.basic_ack(tag, multiple=True)
+                HEALTH.acked(still_holding=self._tracker.outstanding > 0)
             else:
                 self._channel.basic_nack(tag, requeue=True)
 

@@ -209,3 +209,16 @@ def instrument_flask(app) -> None:
         if started is not None:
             HTTP_SECONDS.labels(route=route, method=request.method).observe(time.perf_counter() - started)
         return response
+
+
+def count_stored_batch(replica: int, deliveries: int, timestamps_ms: list[int], result) -> None:
+    """Count a monitor replica's committed batch: its size, what it stored, its latency, its alerts."""
+    label = str(replica)
+    BATCH_READINGS.observe(deliveries)
+    READINGS_STORED.labels(replica=label).inc(result.inserted)
+    READINGS_DUPLICATE.labels(replica=label).inc(result.duplicates)
+    if result.alerts:
+        ALERTS_RAISED.inc(result.alerts)
+    now = time.time()
+    for timestamp_ms in timestamps_ms:
+        READING_COMMIT_SECONDS.observe(max(0.0, now - timestamp_ms / 1000))

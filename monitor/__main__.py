@@ -7,6 +7,7 @@ import signal
 
 from common.amqp import run_with_reconnect
 from common.logs import configure_logging
+from common.metrics import serve_metrics
 from common.settings import load_settings
 from monitor.events import EventsConsumer
 from monitor.maintenance import PartitionMaintainer, run_once
@@ -52,6 +53,7 @@ def main() -> None:
         configure_logging("monitor-events", settings.log_level)
         consumer = EventsConsumer(settings, engine)
         name = "monitor-events"
+    serve_metrics(settings, name)
 
     def shut_down(_signal, _frame):
         consumer.stop()

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from common.amqp import connect, dead_letter, internal_error_reason
 from common.db import blames_the_message, refusal_reason
+from common.health import HEALTH
 from common.logs import log_event
 from common.messages import Event, InvalidMessage, parse_event
 from common.settings import Settings
@@ -97,8 +98,10 @@ class EventsConsumer:
             publish_channel = self._connection.channel()
             publish_channel.confirm_delivery()
             log_event(logger, "monitor.events_connected", queue=MONITOR_EVENTS_QUEUE)
+            HEALTH.set_ready(True)
             for method, properties, body in channel.consume(MONITOR_EVENTS_QUEUE,
                                                             inactivity_timeout=IDLE_TIMEOUT_SECONDS):
+                HEALTH.turned()
                 if method is not None:
                     self._handle(publish_channel, method, properties, body)
                     channel.basic_ack(method.delivery_tag)

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from common.health import HEALTH
 from common.logs import log_event
 from common.settings import Settings
 
@@ -159,9 +160,11 @@ class PartitionMaintainer:
         while not self.stopping:
             try:
                 run_once(self.engine, self.settings)
+                HEALTH.set_ready(True)
             except DBAPIError as error:
                 log_event(logger, "monitor.maintenance_failed", level=logging.WARNING,
                           error=type(error).__name__, detail=str(error.orig)[:200])
             deadline = time.monotonic() + self.interval_seconds
             while not self.stopping and time.monotonic() < deadline:
+                HEALTH.turned()
                 time.sleep(min(1.0, deadline - time.monotonic()))

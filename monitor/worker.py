@@ -15,11 +15,20 @@ duplicate, one the database refuses for good (the batch is split until that
 reading stands alone) or one that breaks the code is dead-lettered with its
 reason. Only transient faults (the database away, a lock race) are retried,
 after a back-off on a fresh connection.
+
+A replica declares its own queue and announces itself on `ems.control` about
+once a second, which is how the balancer learns that it may route to it
+(balancer/membership.py). Told to stop, it announces `draining`, so the
+balancer routes elsewhere at once, works its queue empty (for at most
+DRAIN_SECONDS) and leaves with status 0; whatever is still there the balancer
+moves to the live replicas. A second signal stops it at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,10 +38,19 @@ from sqlalchemy.exc import DBAPIError
 
 from common.amqp import CONNECTION_ERRORS, connect, dead_letter, internal_error_reason
 from common.db import blames_the_message, database_error_code, refusal_reason
+from common.health import HEALTH, consumer_stalled
 from common.logs import log_event
 from common.messages import InvalidMessage, Reading, parse_reading
+from common.metrics import count_stored_batch
 from common.settings import Settings
-from common.topology import ingest_queue
+from balancer.membership import ACTIVE, DRAINING, Heartbeat
+from common.topology import (
+    CONTROL_EXCHANGE,
+    declare_queue,
+    ingest_queue,
+    ingest_queue_definition,
+    membership_routing_key,
+)
 from monitor.alerts import crash_if_fault_injected, publish_pending_alerts
 from monitor.maintenance import TOO_OLD, retention_cutoff_ms, too_old_reason
 from monitor.storage import BatchResult, count_too_old, store_readings
@@ -48,6 +66,13 @@ IDLE_WAIT_SECONDS = 1.0
 ALERT_SWEEP_SECONDS = 5.0
 # While a batch is being stored the connections are serviced at least this often.
 SERVICE_WHILE_STORING_SECONDS = 1.0
+# How often a replica tells the balancer it is alive (the balancer gives up after 3 s).
+HEARTBEAT_SECONDS = 1.0
+# A stopping replica works its queue this long at most; the balancer moves what is left.
+DRAIN_SECONDS = 8.0
+# ... and leaves once its queue stayed empty this long (readings routed before the
+# balancer heard `draining` may still be on their way).
+DRAIN_QUIET_SECONDS = 0.5
 CONFLICTING_DUPLICATE_REASON = ("conflicting-duplicate: this device and timestamp were stored before "
                                 "with another value, which stands")
 
@@ -74,16 +99,25 @@ class IngestWorker:
         self._last_sweep = 0.0
         self._batch: list = []
         self._batch_started = 0.0
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self._drain_deadline: float | None = None  # set once told to stop
+        self._empty_since: float | None = None
+        self._last_heartbeat = 0.0
 
     def stop(self) -> None:
-        """Finish the current batch and leave (called from a signal handler)."""
-        self.stopping = True
+        """Drain the queue and leave; a second call leaves after the current batch (signal handler)."""
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + DRAIN_SECONDS
+            self._last_heartbeat = 0.0  # say `draining` at the next turn
+        else:
+            self.stopping = True
 
     def run(self) -> None:
         """Consume until stopped; raise a connection error when the broker or database fails."""
         self._open()
         try:
             self._sweep_alerts()
+            HEALTH.set_ready(True)  # the broker and the database both answered
             self._consume()
         finally:
             self._close()
@@ -92,6 +126,8 @@ class IngestWorker:
         self._connection = connect(self.settings)
         self._consume_channel = self._connection.channel()
         self._consume_channel.basic_qos(prefetch_count=PREFETCH)
+        # Any replica number may join: its queue is there before the balancer hears of it.
+        declare_queue(self._consume_channel, ingest_queue_definition(self.replica))
         # Dead letters and alerts go out on a connection of their own, in confirm mode.
         self._publish_connection = connect(self.settings, declare=False)
         self._publish_channel = self._publish_connection.channel()
@@ -112,18 +148,55 @@ class IngestWorker:
         self._batch = []
         consumer_tag = self._consume_channel.basic_consume(self.queue, self._on_delivery)
         while not self.stopping:
+            HEALTH.turned()
             # Deliveries land in the batch through _on_delivery while pika services the
             # connection (heartbeats included); storing happens here, outside callbacks.
             self._connection.process_data_events(time_limit=self._wait_seconds())
             self._publish_connection.process_data_events(time_limit=0)
+            self._announce()
             if self._batch_due():
                 self._flush()
             elif not self._batch and time.monotonic() - self._last_sweep > ALERT_SWEEP_SECONDS:
                 self._sweep_alerts()
+            if self._drain_deadline is not None and self._drained():
+                self.stopping = True
         self._flush()
         self._consume_channel.basic_cancel(consumer_tag)
 
+    def _announce(self) -> None:
+        """Publish a heartbeat when one is due: `active`, or `draining` once told to stop."""
+        now = time.monotonic()
+        if now - self._last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self._last_heartbeat = now
+        state = ACTIVE if self._drain_deadline is None else DRAINING
+        # Not persistent and not routed anywhere when no balancer listens: a lost
+        # heartbeat only means the next one counts.
+        self._publish_channel.basic_publish(
+            CONTROL_EXCHANGE, membership_routing_key(self.replica),
+            Heartbeat(self.replica, state, self.instance).to_json(),
+            pika.BasicProperties(content_type="application/json", expiration="3000"))
+
+    def _drained(self) -> bool:
+        """Return True once the queue stayed empty a moment (or the drain time is up)."""
+        now = time.monotonic()
+        if now > self._drain_deadline:
+            log_event(logger, "monitor.drain_timed_out", level=logging.WARNING, replica=self.replica)
+            return True
+        waiting = self._consume_channel.queue_declare(self.queue, passive=True).method.message_count
+        if self._batch or waiting:
+            self._empty_since = None
+            return False
+        self._empty_since = self._empty_since or now
+        if now - self._empty_since < DRAIN_QUIET_SECONDS:
+            return False
+        log_event(logger, "monitor.drained", replica=self.replica)
+        return True
+
     def _on_delivery(self, channel, method, properties, body: bytes) -> None:
+        HEALTH.received()
+        if consumer_stalled():
+            return  # test-only fault: hold the delivery unacked, as a consumer stuck in its work would
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append((method, properties, body))
@@ -154,6 +227,8 @@ class IngestWorker:
             log_event(logger, "monitor.dead_lettered", level=logging.WARNING, replica=self.replica,
                       message_id=properties.message_id, reason=reason[:200])
         self._consume_channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        HEALTH.acked(still_holding=bool(self._batch))
+        count_stored_batch(self.replica, len(batch), [reading.timestamp for _, reading in readings], stored)
         if stored.alerts:
             log_event(logger, "monitor.alerts_raised", replica=self.replica, count=stored.alerts)
             crash_if_fault_injected()
@@ -222,8 +297,10 @@ class IngestWorker:
         future.add_done_callback(lambda _: connection.add_callback_threadsafe(lambda: None))
         try:
             while not future.done():
+                HEALTH.turned()
                 connection.process_data_events(time_limit=SERVICE_WHILE_STORING_SECONDS)
                 self._publish_connection.process_data_events(time_limit=0)
+                self._announce()  # a long store must not look like a dead replica
         except CONNECTION_ERRORS:
             # Not the batch's fault: the store finishes, the ack after it fails on the lost
             # connection, the worker reconnects and the batch comes back (stored idempotently).

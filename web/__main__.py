@@ -70,9 +70,11 @@ def main() -> None:
             created = seed(app.extensions["ems_password_hasher"])
         print(f"Demo data ready ({created['users']} users and {created['devices']} devices created).")
     else:
+        from common.metrics import serve_metrics
         from web.relay import run_relay
 
         configure_logging("web-relay", settings.log_level)
+        serve_metrics(settings, "web-relay")
         run_relay(settings)
 
 

@@ -22,8 +22,10 @@ from sqlalchemy.exc import DBAPIError
 
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
 from common.db import engine_options
+from common.health import HEALTH
 from common.logs import log_event
 from common.messages import InvalidMessage
+from common.metrics import OUTBOX_EVENTS, OUTBOX_OLDEST_SECONDS
 from common.settings import Settings
 from common.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -100,6 +102,15 @@ def relay_batch(engine: Engine, publisher: ConfirmingPublisher) -> int:
     return len(confirmed)
 
 
+def measure_outbox(engine: Engine) -> None:
+    """Export the outbox backlog and the age of its oldest event."""
+    with engine.connect() as connection:
+        backlog, oldest = connection.execute(
+            text("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL")).one()
+    OUTBOX_EVENTS.set(backlog)
+    OUTBOX_OLDEST_SECONDS.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
+
+
 def delete_old_published(engine: Engine) -> int:
     """Remove events published longer ago than the retention period."""
     with engine.begin() as connection:
@@ -148,6 +159,7 @@ class OutboxRelay:
         lock_name = f"{self.settings.database_name('web')}.outbox_relay"
         with self.engine.connect() as lock_connection:
             while not self.stopping.is_set():
+                HEALTH.turned()
                 got = lock_connection.execute(text("SELECT GET_LOCK(:name, :wait)"),
                                               {"name": lock_name, "wait": LOCK_WAIT_SECONDS}).scalar()
                 if got == 1:
@@ -155,6 +167,7 @@ class OutboxRelay:
             else:
                 return
             log_event(logger, "relay.started")
+            HEALTH.set_ready(True)
             try:
                 self._loop()
             finally:
@@ -164,8 +177,10 @@ class OutboxRelay:
         delay = BACKOFF_FIRST_SECONDS
         next_cleanup = time.monotonic()
         while not self.stopping.is_set():
+            HEALTH.turned()
             try:
                 count = relay_batch(self.engine, self.publisher)
+                measure_outbox(self.engine)
             except (PublishNotConfirmed, DBAPIError, *CONNECTION_ERRORS) as error:
                 # Broker or database away: keep the rows, wait, try again.
                 log_event(logger, "relay.retrying", level=logging.WARNING,
