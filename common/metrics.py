@@ -183,12 +183,12 @@ def serve_metrics(settings, process: str, registry: CollectorRegistry | None = N
     try:
         server = ThreadingHTTPServer((settings.bind_host, port), handler)
     except OSError as error:
-        log_event(logger, "metrics.port_unavailable", level=logging.WARNING, process=process, port=port,
+        log_event(logger, "metrics.port_unavailable", level=logging.WARNING, worker=process, port=port,
                   error=str(error))
         return None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    log_event(logger, "metrics.serving", process=process, port=port)
+    log_event(logger, "metrics.serving", worker=process, port=port)
     return server
 
 
