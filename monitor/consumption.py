@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 ZERO = Decimal("0")
@@ -67,33 +67,70 @@ def today(zone: ZoneInfo, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(zone).date()
 
 
+def visible_start(start: datetime, since: datetime | None) -> datetime:
+    """Return the naive UTC start of a range, moved up to `since` (naive UTC) when that is later.
+
+    Hours are whole: the hour in which a device changed hands is hidden from the new
+    owner, since part of it was the previous owner's.
+    """
+    start = utc_naive(start)
+    return start if since is None or since <= start else since
+
+
 HOURLY_BETWEEN = text(
     "SELECT hour_start, kwh FROM hourly_consumption "
     "WHERE device_id = :device_id AND hour_start >= :start AND hour_start < :end ORDER BY hour_start"
 )
 
 
-def hourly_between(connection: Connection, device_id: str, start: datetime, end: datetime) -> dict:
-    """Return {aware UTC hour start: kWh} of a device for the hours in [start, end)."""
-    rows = connection.execute(HOURLY_BETWEEN, {"device_id": device_id, "start": utc_naive(start),
+def hourly_between(connection: Connection, device_id: str, start: datetime, end: datetime,
+                   since: datetime | None = None) -> dict:
+    """Return {aware UTC hour start: kWh} of a device for the hours in [start, end), none before `since`."""
+    rows = connection.execute(HOURLY_BETWEEN, {"device_id": device_id, "start": visible_start(start, since),
                                                "end": utc_naive(end)})
     return {hour.replace(tzinfo=UTC): kwh for hour, kwh in rows}
 
 
+HOURLY_OF_DEVICES_BETWEEN = text(
+    "SELECT device_id, hour_start, kwh FROM hourly_consumption "
+    "WHERE device_id IN :ids AND hour_start >= :start AND hour_start < :end"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def hourly_of_devices_between(connection: Connection, device_ids: list[str], start: datetime,
+                              end: datetime) -> dict[str, dict]:
+    """Return {device id: {aware UTC hour start: kWh}} of several devices in one query."""
+    found: dict[str, dict] = {device_id: {} for device_id in device_ids}
+    if device_ids:
+        for device_id, hour, kwh in connection.execute(HOURLY_OF_DEVICES_BETWEEN, {
+                "ids": device_ids, "start": utc_naive(start), "end": utc_naive(end)}):
+            found[device_id][hour.replace(tzinfo=UTC)] = kwh
+    return found
+
+
+def hours_of_day(stored: dict, day: date, zone: ZoneInfo) -> list[HourValue]:
+    """Return every hour of a local day from {UTC hour: kWh} (0 where nothing was measured)."""
+    return [HourValue(hour.astimezone(zone), stored.get(hour, ZERO)) for hour in day_hours(day, zone)]
+
+
 def hourly_for_day(connection: Connection, device_id: str, day: date, zone: ZoneInfo) -> list[HourValue]:
     """Return every hour of a local day with its consumption (0 where nothing was measured)."""
-    hours = day_hours(day, zone)
-    stored = hourly_between(connection, device_id, hours[0], hours[-1] + timedelta(hours=1))
-    return [HourValue(hour.astimezone(zone), stored.get(hour, ZERO)) for hour in hours]
+    start, end = day_bounds(day, zone)
+    return hours_of_day(hourly_between(connection, device_id, start, end), day, zone)
 
 
 def daily_totals(connection: Connection, device_id: str, first: date, last: date,
-                 zone: ZoneInfo) -> list[DayValue]:
+                 zone: ZoneInfo, since: datetime | None = None) -> list[DayValue]:
     """Return the total of each local day from `first` to `last` inclusive."""
     start, _ = day_bounds(first, zone)
     _, end = day_bounds(last, zone)
+    return days_of(hourly_between(connection, device_id, start, end), first, last, zone)
+
+
+def days_of(stored: dict, first: date, last: date, zone: ZoneInfo) -> list[DayValue]:
+    """Return the total of each local day from `first` to `last` from {UTC hour: kWh}."""
     totals: dict[date, Decimal] = {}
-    for hour, kwh in hourly_between(connection, device_id, start, end).items():
+    for hour, kwh in stored.items():
         local_day = hour.astimezone(zone).date()
         totals[local_day] = totals.get(local_day, ZERO) + kwh
     days = (last - first).days + 1
@@ -134,16 +171,22 @@ class Device:
     owner_id: int | None
     max_hourly_kwh: Decimal
     deleted: bool
+    # Naive UTC: since when the owner has it, after a change of hands (None: always theirs).
+    owner_since: datetime | None = None
 
 
-DEVICE_COLUMNS = "id, name, owner_id, max_hourly_kwh, deleted"
+DEVICE_COLUMNS = "id, name, owner_id, max_hourly_kwh, deleted, owner_since"
+
+
+def _device(row) -> Device:
+    return Device(*row[:4], deleted=bool(row[4]), owner_since=row[5])
 
 
 def find_device(connection: Connection, device_id: str) -> Device | None:
     """Return a device by id, or None."""
     row = connection.execute(text(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = :id"),  # noqa: S608
                              {"id": device_id}).first()
-    return Device(*row[:4], bool(row[4])) if row else None
+    return _device(row) if row else None
 
 
 def devices_of(connection: Connection, owner_id: int) -> list[Device]:
@@ -151,14 +194,14 @@ def devices_of(connection: Connection, owner_id: int) -> list[Device]:
     rows = connection.execute(text(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE owner_id = :owner AND NOT deleted "  # noqa: S608
         "ORDER BY name, id"), {"owner": owner_id})
-    return [Device(*row[:4], bool(row[4])) for row in rows]
+    return [_device(row) for row in rows]
 
 
 def all_devices(connection: Connection) -> list[Device]:
     """Return every current device, by name."""
     rows = connection.execute(text(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE NOT deleted ORDER BY name, id"))  # noqa: S608
-    return [Device(*row[:4], bool(row[4])) for row in rows]
+    return [_device(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -185,7 +228,7 @@ def _as_number(moment: datetime) -> int:
 
 
 def monthly_totals(connection: Connection, device_id: str, year: int, zone: ZoneInfo,
-                   limit: Decimal) -> list[MonthValue]:
+                   limit: Decimal, since: datetime | None = None) -> list[MonthValue]:
     """Return each local month's total of a year and its hours over `limit`, summed by the database.
 
     Months run from local midnight to local midnight (DST included), so their UTC
@@ -199,7 +242,7 @@ def monthly_totals(connection: Connection, device_id: str, year: int, zone: Zone
         f"SELECT INTERVAL(hour_start + 0, {inner}) AS month, SUM(kwh), SUM(kwh > :limit) "  # noqa: S608
         "FROM hourly_consumption WHERE device_id = :device_id AND hour_start >= :start AND hour_start < :end "
         "GROUP BY month"),
-        {"device_id": device_id, "start": bounds[0], "end": bounds[12], "limit": limit,
+        {"device_id": device_id, "start": visible_start(bounds[0], since), "end": bounds[12], "limit": limit,
          **{f"b{n}": _as_number(bounds[n]) for n in range(1, 12)}})
     found = {month: (kwh, int(over)) for month, kwh, over in rows}
     return [MonthValue(firsts[n], *found.get(n, (ZERO, 0))) for n in range(12)]
