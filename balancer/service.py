@@ -11,26 +11,44 @@ publishers under a memory or disk alarm holds the republishes back, never the
 acks of what is already confirmed. Nothing raises out of the delivery
 callback (that would drop the connection and bring the same message back for
 ever): an invalid reading, or one that breaks the code, is dead-lettered.
+
+The balancer routes only to the replicas it hears (common/membership.py):
+each announces itself on `ems.control` about once a second. With no replica
+alive it stops consuming, and readings wait in `readings.incoming`. The queue
+of a replica that left (or died) is an orphan: the balancer consumes it like
+`readings.incoming`, routing its readings to the live replicas, and deletes it
+once it is empty, unused, and every reading taken from it is acked.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from functools import partial
 
 import pika
 from pika.spec import Basic
 
+from balancer.stats import instance_name
 from balancer.strategies import LeastLoaded
 from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter, internal_error_reason
 from common.amqp_async import CoalescingSelectConnection
 from common.health import HEALTH
 from common.logs import log_event
+from common.membership import Heartbeat, Membership
 from common.messages import InvalidMessage, parse_reading
 from common.metrics import READINGS_RECEIVED, READINGS_ROUTED
 from common.settings import Settings
-from common.topology import INGEST_EXCHANGE, READINGS_QUEUE, ingest_queue, ingest_routing_key
+from common.topology import (
+    BALANCER_MEMBERSHIP_QUEUE_PREFIX,
+    CONTROL_EXCHANGE,
+    INGEST_EXCHANGE,
+    MEMBERSHIP_KEYS,
+    READINGS_QUEUE,
+    ingest_queue,
+    ingest_routing_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +57,16 @@ PREFETCH = 2000
 # How often least-loaded asks the broker for the ingest queue depths.
 DEPTH_REFRESH_SECONDS = 0.25
 DEAD = 0  # the counter key of dead-lettered readings
+# How often the live replica set is looked at (routing follows it within this).
+MEMBERSHIP_TICK_SECONDS = 0.5
+# Before routing anything, listen this long: the replicas' heartbeats come every second.
+STARTUP_LISTEN_SECONDS = 1.2
+# How often the queues of replicas that are not live are looked at, and how many
+# looks in a row must find one empty and unused before it is deleted.
+ORPHAN_SCAN_SECONDS = 2.0
+ORPHAN_EMPTY_LOOKS = 2
+# Heartbeats older than this are of no use: the replica may be gone since.
+HEARTBEAT_TTL_MS = 3000
 
 PENDING, DONE, NACKED = "pending", "done", "nacked"
 
@@ -50,8 +78,8 @@ class RoutingCounters:
         self.counts = {replica: 0 for replica in range(0, replicas + 1)}
 
     def add(self, replica: int) -> None:
-        """Count one confirmed reading for `replica` (0 for a dead letter)."""
-        self.counts[replica] += 1
+        """Count one confirmed reading for `replica` (0 for a dead letter); replicas may join."""
+        self.counts[replica] = self.counts.get(replica, 0) + 1
         if replica != DEAD:
             READINGS_ROUTED.labels(replica=str(replica)).inc()
 
@@ -141,10 +169,27 @@ class Balancer:
         self._publish_connection: CoalescingSelectConnection | None = None
         self._channel = None
         self._publish_channel = None
-        self._depth_channel = None
         self._tracker = ConfirmTracker()
         self._returned: dict[int, bytes] = {}  # sequence -> body
         self._close_reason = ""
+        self.membership = Membership()
+        # The queues declared from the start (EMS_MONITOR_REPLICAS): orphans until heard.
+        self._configured = set(strategy.members)
+        self._reset_routing_state()
+
+    def _reset_routing_state(self) -> None:
+        """Forget what belonged to the last connection (its deliveries went back to their queues)."""
+        self._readings_consumer: str | None = None
+        self._listening_since: float | None = None
+        self._drains: dict[str, int] = {}  # consumer tag -> replica whose orphan queue it empties
+        self._drain_last_tag: dict[int, int] = {}  # replica -> last delivery tag taken from its queue
+        self._acked_through = 0
+        self._empty_looks: dict[int, int] = {}
+        self._last_scan = 0.0
+        self._probe_channel = None
+        self._probes: list = []  # (operation, queue, callback), done one at a time
+        self._probing = None
+        self._scanning = self._refreshing_depths = False
 
     # --- connection life ---------------------------------------------------
 
@@ -155,6 +200,7 @@ class Balancer:
         self._returned = {}
         self._connection = None
         self._close_reason = ""
+        self._reset_routing_state()
         self._publish_connection = CoalescingSelectConnection(
             connection_parameters(self.settings),
             on_open_callback=self._on_publish_connection_open,
@@ -188,8 +234,8 @@ class Balancer:
         log_event(logger, "balancer.connected", strategy=self.strategy.name,
                   replicas=self.strategy.replicas)
         connection.channel(on_open_callback=self._on_channel_open)
-        if isinstance(self.strategy, LeastLoaded):
-            connection.channel(on_open_callback=self._on_depth_channel_open)
+        connection.channel(on_open_callback=self._on_control_channel_open)
+        connection.channel(on_open_callback=self._on_probe_channel_open)
 
     def _on_connection_open_error(self, connection, error) -> None:
         self._on_connection_closed(connection, error)
@@ -233,7 +279,8 @@ class Balancer:
         channel.basic_qos(prefetch_count=PREFETCH, callback=self._on_qos)
 
     def _on_qos(self, _frame) -> None:
-        self._channel.basic_consume(READINGS_QUEUE, self._on_reading)
+        # Routing starts at the first membership tick that finds a live replica.
+        self._publish_connection.ioloop.call_later(MEMBERSHIP_TICK_SECONDS, self._on_membership_tick)
         HEALTH.set_ready(True)
         self._beat()
 
@@ -246,6 +293,9 @@ class Balancer:
     def _on_reading(self, channel, method, properties, body: bytes) -> None:
         READINGS_RECEIVED.inc()
         HEALTH.received()
+        replica = self._drains.get(method.consumer_tag)
+        if replica is not None:
+            self._drain_last_tag[replica] = method.delivery_tag
         try:
             reading = parse_reading(body, max_future_ms=self.max_future_ms)
             replica = self.strategy.choose(reading.device_id)
@@ -300,29 +350,170 @@ class Balancer:
         for action, tag in self._tracker.settle():
             if action == "ack":
                 self._channel.basic_ack(tag, multiple=True)
+                self._acked_through = tag
                 HEALTH.acked(still_holding=self._tracker.outstanding > 0)
             else:
                 self._channel.basic_nack(tag, requeue=True)
 
+
+    # --- membership: which replicas to route to --------------------------
+
+    def _on_control_channel_open(self, channel) -> None:
+        channel.add_on_close_callback(self._on_channel_closed)
+        queue = BALANCER_MEMBERSHIP_QUEUE_PREFIX + instance_name()
+        channel.queue_declare(queue, exclusive=True, auto_delete=True,
+                              arguments={"x-message-ttl": HEARTBEAT_TTL_MS},
+                              callback=lambda _frame: channel.queue_bind(
+                                  queue, CONTROL_EXCHANGE, MEMBERSHIP_KEYS,
+                                  callback=lambda _frame: self._listen(channel, queue)))
+
+    def _listen(self, channel, queue: str) -> None:
+        channel.basic_consume(queue, self._on_heartbeat, auto_ack=True)
+        self._listening_since = time.monotonic()
+
+    def _on_heartbeat(self, channel, method, properties, body: bytes) -> None:
+        try:
+            heartbeat = Heartbeat.from_json(body)
+        except ValueError:
+            log_event(logger, "balancer.bad_heartbeat", level=logging.WARNING, routing_key=method.routing_key)
+            return
+        self.membership.heard(heartbeat, time.monotonic())
+
+    def _on_membership_tick(self) -> None:
+        """Route over the live replicas; consume readings only while there is one."""
+        if self._channel is None or not self._channel.is_open:
+            return
+        now = time.monotonic()
+        live = self.membership.live(now)
+        if live and live != self.strategy.members:
+            self.strategy.set_replicas(live)
+            log_event(logger, "balancer.replicas", live=",".join(map(str, live)))
+        listened_enough = self._listening_since is not None and \
+            now - self._listening_since >= STARTUP_LISTEN_SECONDS
+        if live and listened_enough and self._readings_consumer is None:
+            self._readings_consumer = self._channel.basic_consume(READINGS_QUEUE, self._on_reading)
+        elif not live and self._readings_consumer is not None:
+            log_event(logger, "balancer.no_live_replica", level=logging.WARNING)
+            self._channel.basic_cancel(self._readings_consumer)
+            self._readings_consumer = None
+        least_loaded = isinstance(self.strategy, LeastLoaded)
+        if least_loaded and live and not self._refreshing_depths:
+            self._refresh_depths(live)
+        if not self._scanning and now - self._last_scan >= ORPHAN_SCAN_SECONDS:
+            self._last_scan = now
+            self._scan_orphans(live)
+        self._publish_connection.ioloop.call_later(
+            DEPTH_REFRESH_SECONDS if least_loaded else MEMBERSHIP_TICK_SECONDS, self._on_membership_tick)
+
+    # --- queues of replicas that left ------------------------------------
+
+    def _scan_orphans(self, live: tuple[int, ...]) -> None:
+        """Look at the queue of every replica known but not live: empty it, then delete it."""
+        known = self.membership.known() | self._configured | set(self._drains.values())
+        orphans = sorted(known - set(live))
+        if not orphans:
+            return
+        self._scanning = True
+        for replica in orphans:
+            self._probe("declare", ingest_queue(replica), partial(self._on_orphan_looked_at, replica, live))
+        self._probe("declare", READINGS_QUEUE, lambda _answer: setattr(self, "_scanning", False))
+
+    def _on_orphan_looked_at(self, replica: int, live: tuple[int, ...], answer) -> None:
+        drain = next((tag for tag, drained in self._drains.items() if drained == replica), None)
+        if answer is None:  # no such queue (any more)
+            self.membership.forget(replica)
+            self._configured.discard(replica)
+            return
+        if replica in self.membership.live(time.monotonic()):  # it came back
+            if drain:
+                self._stop_draining(drain)
+            return
+        if answer.message_count:
+            self._empty_looks[replica] = 0
+            if drain is None and live:
+                tag = self._channel.basic_consume(ingest_queue(replica), self._on_reading)
+                self._drains[tag] = replica
+                log_event(logger, "balancer.orphan_draining", replica=replica, waiting=answer.message_count)
+            return
+        if drain:
+            self._stop_draining(drain)
+            return
+        # Readings taken from the queue but not acked yet would be lost with it.
+        settled = self._acked_through >= self._drain_last_tag.get(replica, 0)
+        if answer.consumer_count or not settled:
+            self._empty_looks[replica] = 0
+            return
+        self._empty_looks[replica] = self._empty_looks.get(replica, 0) + 1
+        if self._empty_looks[replica] >= ORPHAN_EMPTY_LOOKS:
+            self._probe("delete", ingest_queue(replica), partial(self._on_orphan_deleted, replica))
+
+    def _stop_draining(self, tag: str) -> None:
+        replica = self._drains.pop(tag)
+        self._empty_looks[replica] = 0
+        if self._channel is not None and self._channel.is_open:
+            self._channel.basic_cancel(tag)
+
+    def _on_orphan_deleted(self, replica: int, answer) -> None:
+        self._empty_looks.pop(replica, None)
+        if answer is None:  # refused (not empty, or a consumer came): look again later
+            return
+        self.membership.forget(replica)
+        self._configured.discard(replica)
+        self._drain_last_tag.pop(replica, None)
+        log_event(logger, "balancer.orphan_deleted", queue=ingest_queue(replica))
+
+    # --- passive declares and deletes, one at a time on a channel of their own ---
+
+    def _on_probe_channel_open(self, channel) -> None:
+        self._probe_channel = channel
+        channel.add_on_close_callback(self._on_probe_channel_closed)
+        self._next_probe()
+
+    def _on_probe_channel_closed(self, channel, reason) -> None:
+        # The broker closes the channel on a declare of a missing queue (404) or a
+        # refused delete (406): that is the answer; go on with a fresh channel.
+        self._probe_channel = None
+        if self._probing is not None:
+            _operation, _queue, callback = self._probing
+            self._probing = None
+            callback(None)
+        if self._connection is not None and self._connection.is_open and not self.stopping:
+            self._connection.channel(on_open_callback=self._on_probe_channel_open)
+
+    def _probe(self, operation: str, queue: str, callback) -> None:
+        """Queue a passive declare ("declare") or a delete if empty and unused ("delete") of `queue`."""
+        self._probes.append((operation, queue, callback))
+        self._next_probe()
+
+    def _next_probe(self) -> None:
+        if self._probing is not None or not self._probes or self._probe_channel is None:
+            return
+        self._probing = operation, queue, _callback = self._probes.pop(0)
+        if operation == "declare":
+            self._probe_channel.queue_declare(queue, passive=True, callback=self._on_probe_answer)
+        else:
+            self._probe_channel.queue_delete(queue, if_unused=True, if_empty=True,
+                                             callback=self._on_probe_answer)
+
+    def _on_probe_answer(self, frame) -> None:
+        _operation, _queue, callback = self._probing
+        self._probing = None
+        callback(frame.method)
+        self._next_probe()
+
     # --- queue depths for least-loaded -------------------------------------
 
-    def _on_depth_channel_open(self, channel) -> None:
-        self._depth_channel = channel
-        self._depths: dict[int, int] = {}
-        self._refresh_depths()
+    def _refresh_depths(self, live: tuple[int, ...]) -> None:
+        self._refreshing_depths = True
+        depths: dict[int, int] = {}
 
-    def _refresh_depths(self) -> None:
-        if self._depth_channel is None or not self._depth_channel.is_open:
-            return
-        for replica in range(1, self.strategy.replicas + 1):
-            self._depth_channel.queue_declare(ingest_queue(replica), passive=True,
-                                              callback=partial(self._on_depth, replica))
-        self._publish_connection.ioloop.call_later(DEPTH_REFRESH_SECONDS, self._refresh_depths)
+        def on_depth(replica: int, answer) -> None:
+            # Apply the depths together: resetting one replica's estimate before the
+            # others' would send it every reading until their answers arrive.
+            depths[replica] = answer.message_count if answer is not None else 0
+            if len(depths) == len(live):
+                self.strategy.observe_depths(depths)
+                self._refreshing_depths = False
 
-    def _on_depth(self, replica: int, frame) -> None:
-        # Apply the depths together: resetting one replica's estimate before the
-        # others' would send it every reading until their answers arrive.
-        self._depths[replica] = frame.method.message_count
-        if len(self._depths) == self.strategy.replicas:
-            self.strategy.observe_depths(self._depths)
-            self._depths = {}
+        for replica in live:
+            self._probe("declare", ingest_queue(replica), partial(on_depth, replica))

@@ -36,9 +36,10 @@ def main() -> None:
     engine = create_monitor_engine(settings)
     if arguments.command == "worker":
         replica = arguments.replica or settings.replica
-        if not 1 <= replica <= settings.monitor_replicas:
-            raise SystemExit(f"replica must be between 1 and EMS_MONITOR_REPLICAS "
-                             f"({settings.monitor_replicas})")
+        # Any number may join (the balancer learns of it from its heartbeats):
+        # EMS_MONITOR_REPLICAS only says how many queues exist from the start.
+        if replica < 1:
+            raise SystemExit("replica must be 1 or more")
         configure_logging(f"monitor-{replica}", settings.log_level)
         consumer = IngestWorker(settings, engine, replica)
         name = f"monitor-{replica}"

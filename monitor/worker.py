@@ -18,7 +18,7 @@ after a back-off on a fresh connection.
 
 A replica declares its own queue and announces itself on `ems.control` about
 once a second, which is how the balancer learns that it may route to it
-(balancer/membership.py). Told to stop, it announces `draining`, so the
+(common/membership.py). Told to stop, it announces `draining`, so the
 balancer routes elsewhere at once, works its queue empty (for at most
 DRAIN_SECONDS) and leaves with status 0; whatever is still there the balancer
 moves to the live replicas. A second signal stops it at once.
@@ -40,10 +40,10 @@ from common.amqp import CONNECTION_ERRORS, connect, dead_letter, internal_error_
 from common.db import blames_the_message, database_error_code, refusal_reason
 from common.health import HEALTH, consumer_stalled
 from common.logs import log_event
+from common.membership import ACTIVE, DRAINING, Heartbeat
 from common.messages import InvalidMessage, Reading, parse_reading
 from common.metrics import count_stored_batch
 from common.settings import Settings
-from balancer.membership import ACTIVE, DRAINING, Heartbeat
 from common.topology import (
     CONTROL_EXCHANGE,
     declare_queue,
@@ -204,7 +204,8 @@ class IngestWorker:
     def _wait_seconds(self) -> float:
         """Return how long to wait for deliveries: until the open batch is due, or a while."""
         if not self._batch:
-            return IDLE_WAIT_SECONDS
+            # A draining replica looks at its queue often: it leaves once that is empty.
+            return IDLE_WAIT_SECONDS if self._drain_deadline is None else DRAIN_QUIET_SECONDS / 2
         return max(0.0, BATCH_WAIT_SECONDS - (time.monotonic() - self._batch_started))
 
     def _batch_due(self) -> bool:

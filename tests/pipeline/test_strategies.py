@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from balancer.membership import ACTIVE, DRAINING, Heartbeat, Membership
 from balancer.strategies import LeastLoaded, Rendezvous, RoundRobin, StableHash, create_strategy
+from common.membership import ACTIVE, DRAINING, Heartbeat, Membership
 
 DEVICES = [str(uuid.UUID(int=n * 7919 + 12345)) for n in range(2000)]
 
@@ -155,8 +155,9 @@ def test_a_draining_replica_leaves_the_live_set_at_once():
     assert membership.state(1, now=1) == "gone"
 
 
-@pytest.mark.parametrize("body", [b"{}", b"not json", b'{"replica": 0, "state": "active"}',
-                                  b'{"replica": 2, "state": "sleeping"}', b'{"replica": true, "state": "active"}'])
+@pytest.mark.parametrize("body", [b"{}", b"[]", b"not json", b'{"replica": 0, "state": "active"}',
+                                  b'{"replica": 2, "state": "sleeping"}',
+                                  b'{"replica": true, "state": "active"}'])
 def test_a_message_that_is_not_a_heartbeat_is_refused(body):
     with pytest.raises(ValueError):
         Heartbeat.from_json(body)

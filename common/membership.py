@@ -37,7 +37,8 @@ class Heartbeat:
         if not isinstance(fields, dict):
             raise ValueError(f"not a heartbeat: {body[:100]!r}")
         replica, state = fields.get("replica"), fields.get("state")
-        if not isinstance(replica, int) or isinstance(replica, bool) or replica < 1 or state not in HEARTBEAT_STATES:
+        is_number = isinstance(replica, int) and not isinstance(replica, bool)
+        if not is_number or replica < 1 or state not in HEARTBEAT_STATES:
             raise ValueError(f"not a heartbeat: {body[:100]!r}")
         return cls(replica, state, str(fields.get("instance", ""))[:100])
 
