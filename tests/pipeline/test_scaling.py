@@ -1,0 +1,107 @@
+"""Scaling out and in while readings flow: replicas join and leave (or die) mid-stream,
+and no reading is stranded in the queue of a replica that is gone, nor counted twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import pytest
+
+from common.topology import INGEST_QUEUE_PATTERN, ingest_queue
+from tests.pipeline.conftest import wait_for
+from tests.pipeline.workload import build_workload
+from tests.processes import broker_queues, unacknowledged
+
+# A replica that joins gets readings within this (heartbeat every second, balancer tick 0.5 s).
+JOIN_SECONDS = 5
+PROCESSING_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def workload():
+    """30,000 readings for 200 devices, 5 % delivered twice, 0.5 % invalid."""
+    return build_workload(readings=30_000, devices=200, duplicate_share=0.05, invalid_share=0.005)
+
+
+def stored_by(pipeline, replica: int) -> int:
+    """Return how many readings replica `replica` has stored (0 before its first batch)."""
+    rows = pipeline.query("SELECT readings_stored FROM replica_stats WHERE replica = :replica",
+                          replica=replica)
+    return rows[0][0] if rows else 0
+
+
+def ingest_queues(pipeline) -> dict[str, tuple[int, int]]:
+    """Return {ingest queue: (ready, unacknowledged)} of every ingest queue that exists."""
+    return {name: counts for name, counts in broker_queues(pipeline.settings.amqp_url).items()
+            if re.fullmatch(INGEST_QUEUE_PATTERN, name)}
+
+
+def assert_nothing_stranded(pipeline, workload) -> None:
+    """Wait until every distinct reading is stored, then check totals and every ingest queue."""
+    def done():
+        stored = pipeline.query("SELECT COUNT(*) FROM readings")[0][0]
+        return (stored == workload.distinct_readings
+                and pipeline.processed_messages() >= workload.valid_messages)
+    try:
+        wait_for(done, PROCESSING_TIMEOUT, "every reading stored", interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nqueues: {ingest_queues(pipeline)}\n{pipeline.logs()}") from None
+    totals = pipeline.hourly_totals()
+    wrong = {key: (totals.get(key), expected) for key, expected in workload.expected_hourly.items()
+             if totals.get(key) != expected}
+    assert not wrong, f"{len(wrong)} device-hours are off, e.g. {list(wrong.items())[:3]}"
+    assert totals.keys() == workload.expected_hourly.keys()
+    wait_for(lambda: all(counts == (0, 0) for counts in ingest_queues(pipeline).values()), 15,
+             f"every ingest queue empty: {ingest_queues(pipeline)}", interval=0.5)
+
+
+def stop_replicas(pipeline, replicas: list[int]) -> None:
+    """Stop replicas as an operator scaling in does (SIGTERM, all at once); each drains and exits 0."""
+    for replica in replicas:
+        os.killpg(pipeline.workers[replica].process.pid, signal.SIGTERM)
+    for replica in replicas:
+        assert pipeline.workers[replica].process.wait(15) == 0, pipeline.workers[replica].log()[-2000:]
+
+
+def test_scaling_3_5_2_3_mid_stream_keeps_every_total_exact(pipeline, workload):
+    pipeline.start_workers()
+    pipeline.start_balancer("consistent")
+    with pipeline.publishing_until_busy(workload.messages, stored_at_least=3000):
+        pipeline.start_worker(4)
+        pipeline.start_worker(5)
+        # Joiners get readings within JOIN_SECONDS of starting (their start-up included).
+        wait_for(lambda: stored_by(pipeline, 4) and stored_by(pipeline, 5), JOIN_SECONDS + 3,
+                 f"replicas 4 and 5 to store readings\n{pipeline.logs()}", interval=0.2)
+
+        stop_replicas(pipeline, [3, 4, 5])  # 5 -> 2
+        before = {replica: stored_by(pipeline, replica) for replica in (1, 2)}
+        wait_for(lambda: all(stored_by(pipeline, r) > before[r] for r in (1, 2)), JOIN_SECONDS,
+                 "the two replicas left to go on storing")
+
+        pipeline.start_worker(3)  # 2 -> 3
+        stored_3 = stored_by(pipeline, 3)
+        wait_for(lambda: stored_by(pipeline, 3) > stored_3 or
+                 pipeline.query("SELECT COUNT(*) FROM readings")[0][0] == workload.distinct_readings,
+                 JOIN_SECONDS + 3, "replica 3 back to store readings", interval=0.2)
+
+    assert_nothing_stranded(pipeline, workload)
+    # The queues of the slots that are gone were deleted once empty.
+    wait_for(lambda: not {ingest_queue(4), ingest_queue(5)} & ingest_queues(pipeline).keys(), 15,
+             f"ingest.4 and ingest.5 deleted: {ingest_queues(pipeline)}", interval=0.5)
+    assert all(pipeline.workers[r].running for r in (1, 2, 3)) and pipeline.balancer.running, pipeline.logs()
+
+
+def test_readings_of_a_replica_killed_for_good_are_moved_and_counted_once(pipeline, workload):
+    pipeline.start_workers()
+    pipeline.start_balancer("hash")
+    with pipeline.publishing_until_busy(workload.messages, stored_at_least=3000):
+        # Killed holding readings it has not acked, and never restarted: those and what
+        # waits in ingest.2 must reach replicas 1 and 3 through the balancer.
+        pipeline.workers[2].kill_holding(lambda: unacknowledged(pipeline.settings.amqp_url, ingest_queue(2)))
+        stored_2 = stored_by(pipeline, 2)
+
+    assert_nothing_stranded(pipeline, workload)
+    assert stored_by(pipeline, 2) == stored_2, "nothing more went to the dead replica"
+    assert "balancer.orphan_draining" in pipeline.balancer.log(), pipeline.balancer.log()[-3000:]
