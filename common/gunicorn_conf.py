@@ -8,11 +8,14 @@ live gauges removed.
 """
 
 import os
+import shutil
 import tempfile
 
+OWN_DIRECTORY = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # A directory of this master's own: samples of an earlier run never add to this one's.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ems-metrics-")
+    OWN_DIRECTORY = tempfile.mkdtemp(prefix="ems-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = OWN_DIRECTORY
 
 # The metrics port of each app, by the module gunicorn loads it from.
 PROCESS_OF_APP = {"web": "web", "support": "support", "monitor": "monitor-api"}
@@ -36,3 +39,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the samples directory this master made."""
+    if OWN_DIRECTORY:
+        shutil.rmtree(OWN_DIRECTORY, ignore_errors=True)

@@ -222,3 +222,21 @@ def count_stored_batch(replica: int, deliveries: int, timestamps_ms: list[int], 
     now = time.time()
     for timestamp_ms in timestamps_ms:
         READING_COMMIT_SECONDS.observe(max(0.0, now - timestamp_ms / 1000))
+
+
+# Header of an alert message: when the monitor published it (epoch ms), right after the commit
+# that raised it; the notifier measures delivery from it. STOMP hands it over as a frame header.
+ALERT_PUBLISHED_HEADER = "ems-published-ms"
+
+
+def alert_published_headers() -> dict:
+    """Return the headers that stamp an alert message with its publishing time."""
+    return {ALERT_PUBLISHED_HEADER: int(time.time() * 1000)}
+
+
+def count_alert_delivered(headers: dict) -> None:
+    """Count an alert emitted to its owner's room, with its latency when the message is stamped."""
+    ALERTS_DELIVERED.inc()
+    stamp = str(headers.get(ALERT_PUBLISHED_HEADER, ""))
+    if stamp.isdigit():
+        ALERT_DELIVERY_SECONDS.observe(max(0.0, time.time() - int(stamp) / 1000))

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from common.amqp import message_properties
 from common.logs import log_event
 from common.messages import Alert
+from common.metrics import alert_published_headers
 from common.topology import ALERTS_EXCHANGE, alert_routing_key
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ def publish_pending_alerts(engine: Engine, channel) -> int:
                         exchange=ALERTS_EXCHANGE,
                         routing_key=alert_routing_key(alert.user_id),
                         body=alert.to_json(),
-                        properties=message_properties(message_id=f"alert-{alert.alert_id}"),
+                        properties=message_properties(alert_published_headers(),
+                                                      message_id=f"alert-{alert.alert_id}"),
                         mandatory=True,
                     )
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:

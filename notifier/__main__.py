@@ -19,6 +19,7 @@ import gc  # noqa: E402
 import resource  # noqa: E402
 
 from common.logs import configure_logging, log_event  # noqa: E402
+from common.metrics import SOCKETS_OPEN, serve_metrics  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from notifier.app import create_app, start_background_work  # noqa: E402
 
@@ -50,6 +51,9 @@ def main() -> None:
     # Each socket is a file descriptor; leave room for the broker connections.
     open_files = raise_open_files_limit(MAX_CONNECTIONS + 256)
     app = create_app(settings, async_mode=ASYNC_MODE)
+    connections = app.extensions["ems_connections"]
+    SOCKETS_OPEN.set_function(lambda: len(connections))
+    serve_metrics(settings, "notifier")
     start_background_work(app)
     # Keep the start-up objects (modules, app) out of every later full collection:
     # with thousands of sockets those collections are what pauses deliveries.

@@ -29,6 +29,7 @@ from common.amqp import (
 from common.amqp import connect as amqp_connect
 from common.logs import log_event
 from common.messages import Alert, InvalidMessage, parse_alert, printable_reason
+from common.metrics import count_alert_delivered
 from common.realtime import ADMINS_ROOM, user_room
 from common.settings import Settings
 from common.topology import (
@@ -93,6 +94,7 @@ class _Subscription(stomp.ConnectionListener):
             return
         try:
             self.emit(ALERT_EVENT, alert_event(alert), to=alert_rooms(alert))
+            count_alert_delivered(frame.headers)
         except CONNECTION_ERRORS as error:
             # Unacked, the alert comes back once the bridge has replaced this connection
             # (closing it from here, the receiving thread, could wait on itself).

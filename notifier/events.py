@@ -15,6 +15,7 @@ from flask_socketio import ConnectionRefusedError, join_room
 
 from common.auth import ACCESS_COOKIE, Identity, SessionVersions, decode_access_token
 from common.logs import log_event
+from common.metrics import CHAT_EVENTS
 from common.realtime import ADMINS_ROOM, user_room
 from common.settings import Settings
 from common.topology import CHAT_MESSAGE_KEY, CHAT_READ_KEY, CHAT_TYPING_KEY
@@ -95,6 +96,7 @@ def register_events(socketio, settings: Settings, connections: Connections,
             forwarder.admins_changed()
 
     def forward(routing_key: str, payload) -> dict:
+        CHAT_EVENTS.labels(event=routing_key).inc()
         user = connections.user(request.sid)
         if user is None:
             return {"ok": False, "error": UNAUTHORIZED}

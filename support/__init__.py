@@ -11,6 +11,7 @@ from flask import Flask
 
 from common.auth import SessionVersions, configure_jwt
 from common.db import engine_options
+from common.metrics import instrument_flask
 from common.pages import init_pages
 from common.settings import Settings, load_settings
 from support.extensions import db
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Tokens of ended sessions are refused as soon as support.events tells (support.users).
     configure_jwt(app, settings, SessionVersions(users.known_sessions))
     init_pages(app)
+    instrument_flask(app)
     db.init_app(app)
 
     filters.init_filters(app)

@@ -7,6 +7,7 @@ import gc
 import logging
 
 from common.logs import configure_logging, log_event
+from common.metrics import serve_metrics
 from common.settings import load_settings
 
 logger = logging.getLogger("support")
@@ -23,6 +24,7 @@ def run_consumer() -> None:
     from support.users import UserEventsConsumer
 
     settings = load_settings(service="support")
+    serve_metrics(settings, "support-consumer")
     app = create_app(settings)
     broadcaster = Broadcaster.from_settings(settings)
     responder = Responder(app, broadcaster)

@@ -45,7 +45,9 @@ from common.amqp import (
 )
 from common.broker_users import chat_publisher_user, forged_sender_reason
 from common.db import blames_the_message, database_error_code, refusal_reason
+from common.health import HEALTH
 from common.logs import log_event
+from common.metrics import CHAT_MESSAGES_HANDLED
 from common.topology import SUPPORT_INBOUND_QUEUE
 from support.service import ChatService
 
@@ -180,10 +182,13 @@ class SupportConsumer:
     def _receive(self, connection, channel) -> None:
         """Hand deliveries to the worker until stopping, or until the worker gives them back."""
         deliveries = channel.consume(SUPPORT_INBOUND_QUEUE, inactivity_timeout=POLL_SECONDS)
+        HEALTH.set_ready(True)
         for method, properties, body in deliveries:
+            HEALTH.turned()
             if self.giving_back:
                 return  # this delivery too goes back with the channel
             if method is not None:
+                HEALTH.received()
                 self.work.put(Delivery(connection, channel, method.delivery_tag, method.routing_key,
                                        body, properties))
             if time.monotonic() >= self.next_presence_check:
@@ -356,6 +361,8 @@ class SupportConsumer:
             for last in last_on_channel:
                 if last.channel.is_open:  # else the broker redelivers; processing is idempotent
                     last.channel.basic_ack(last.tag, multiple=True)
+            CHAT_MESSAGES_HANDLED.inc(len(batch))
+            HEALTH.acked(still_holding=self.work.unfinished_tasks > 0)
 
         try:
             batch[-1].connection.add_callback_threadsafe(settle)

@@ -10,6 +10,7 @@ from flask import Flask
 from common.auth import SessionVersions, configure_jwt
 from common.db import engine_options
 from common.logs import configure_logging
+from common.metrics import instrument_flask
 from common.pages import init_pages
 from common.security import trust_gateway
 from common.settings import Settings, load_settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # The portal holds the token versions itself: it reads them fresh, no cache.
     configure_jwt(app, settings, SessionVersions(known_sessions, max_age_seconds=0))
     init_pages(app)
+    instrument_flask(app)
     hasher = password_hasher(settings)
     app.extensions["ems_password_hasher"] = hasher
     app.extensions["ems_dummy_hash"] = hasher.hash("not-a-real-password")

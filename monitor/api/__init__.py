@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.auth import SessionVersions, configure_jwt
 from common.logs import configure_logging
+from common.metrics import instrument_flask
 from common.pages import init_pages
 from common.settings import Settings, load_settings
 from monitor.storage import create_monitor_engine
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Tokens of ended sessions are refused as soon as monitor.events tells (monitor.events).
     configure_jwt(app, settings, SessionVersions(access.known_sessions))
     init_pages(app)
+    instrument_flask(app)
 
     app.register_blueprint(json_routes.blueprint)
     app.register_blueprint(pages.blueprint)
