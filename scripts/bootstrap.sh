@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
-APT_PACKAGES=(caddy chromium mariadb-server rabbitmq-server nodejs npm)
+# prometheus: promtool checks the alerting rules in the tests (swarm/prometheus/).
+APT_PACKAGES=(caddy chromium mariadb-server rabbitmq-server nodejs npm prometheus)
 RABBITMQ_PLUGINS=(rabbitmq_stomp rabbitmq_management)
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
