@@ -22,26 +22,28 @@ once it is empty, unused, and every reading taken from it is acked.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from functools import partial
 
 import pika
 from pika.spec import Basic
 
 from balancer.stats import instance_name
-from balancer.strategies import LeastLoaded
+from balancer.strategies import LeastLoaded, Rendezvous, StableHash
 from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter, internal_error_reason
 from common.amqp_async import CoalescingSelectConnection
 from common.health import HEALTH
 from common.logs import log_event
-from common.membership import Heartbeat, Membership
+from common.membership import GONE, Heartbeat, Membership
 from common.messages import InvalidMessage, parse_reading
 from common.metrics import READINGS_RECEIVED, READINGS_ROUTED
 from common.settings import Settings
 from common.topology import (
     BALANCER_MEMBERSHIP_QUEUE_PREFIX,
+    BALANCER_STATUS_KEY,
     CONTROL_EXCHANGE,
     INGEST_EXCHANGE,
     MEMBERSHIP_KEYS,
@@ -67,6 +69,12 @@ ORPHAN_SCAN_SECONDS = 2.0
 ORPHAN_EMPTY_LOOKS = 2
 # Heartbeats older than this are of no use: the replica may be gone since.
 HEARTBEAT_TTL_MS = 3000
+# The view of the replicas for the Pipeline page: this often, rates over the last minute,
+# a replica whose queue was deleted shown as gone for a minute; a snapshot of a balancer
+# that stopped expires.
+STATUS_SECONDS = 2.0
+RATE_WINDOW_SECONDS = 60.0
+STATUS_TTL_MS = "10000"
 
 PENDING, DONE, NACKED = "pending", "done", "nacked"
 
@@ -175,6 +183,11 @@ class Balancer:
         self.membership = Membership()
         # The queues declared from the start (EMS_MONITOR_REPLICAS): orphans until heard.
         self._configured = set(strategy.members)
+        self._gone: dict[int, float] = {}  # replica -> when its queue was deleted
+        self._samples: deque[tuple[float, dict[int, int]]] = deque()  # (when, routed per replica)
+        # Devices by the replica they were last routed to (hash strategies: a device has one).
+        self._device_replicas: dict[str, int] | None = \
+            {} if isinstance(strategy, (StableHash, Rendezvous)) else None
         self._reset_routing_state()
 
     def _reset_routing_state(self) -> None:
@@ -190,6 +203,8 @@ class Balancer:
         self._probes: list = []  # (operation, queue, callback), done one at a time
         self._probing = None
         self._scanning = self._refreshing_depths = False
+        self._control_channel = None
+        self._last_status = 0.0
 
     # --- connection life ---------------------------------------------------
 
@@ -299,6 +314,8 @@ class Balancer:
         try:
             reading = parse_reading(body, max_future_ms=self.max_future_ms)
             replica = self.strategy.choose(reading.device_id)
+            if self._device_replicas is not None:
+                self._device_replicas[reading.device_id] = replica
         except InvalidMessage as error:
             self._publish_dead_letter(method.delivery_tag, method.routing_key, body, str(error), properties)
             return
@@ -316,8 +333,9 @@ class Balancer:
             body=body,
             # The message id carries the confirm sequence, so that a returned
             # (unroutable) message can be matched to its delivery.
-            properties=pika.BasicProperties(content_type="application/json",
-                                            delivery_mode=PERSISTENT, message_id=str(sequence)),
+            # The timestamp tells the replica how long the reading waited in its queue (lag).
+            properties=pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT,
+                                            message_id=str(sequence), timestamp=int(time.time())),
             mandatory=True,
         )
         self._tracker.published(method.delivery_tag, replica)
@@ -359,6 +377,7 @@ class Balancer:
     # --- membership: which replicas to route to --------------------------
 
     def _on_control_channel_open(self, channel) -> None:
+        self._control_channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         queue = BALANCER_MEMBERSHIP_QUEUE_PREFIX + instance_name()
         channel.queue_declare(queue, exclusive=True, auto_delete=True,
@@ -402,6 +421,9 @@ class Balancer:
         if not self._scanning and now - self._last_scan >= ORPHAN_SCAN_SECONDS:
             self._last_scan = now
             self._scan_orphans(live)
+        if now - self._last_status >= STATUS_SECONDS:
+            self._last_status = now
+            self._publish_status(now)
         self._publish_connection.ioloop.call_later(
             DEPTH_REFRESH_SECONDS if least_loaded else MEMBERSHIP_TICK_SECONDS, self._on_membership_tick)
 
@@ -460,7 +482,45 @@ class Balancer:
         self.membership.forget(replica)
         self._configured.discard(replica)
         self._drain_last_tag.pop(replica, None)
+        self._gone[replica] = time.monotonic()
         log_event(logger, "balancer.orphan_deleted", queue=ingest_queue(replica))
+
+    # --- the view of the replicas for the Pipeline page ----------------------
+
+    def status(self, now: float) -> dict:
+        """Return the replicas as this balancer sees them: state, readings/s, lag, devices."""
+        counts = self.counters.snapshot()
+        self._samples.append((now, counts))
+        while now - self._samples[0][0] > RATE_WINDOW_SECONDS:
+            self._samples.popleft()
+        since, before = self._samples[0]
+        seconds = max(now - since, 1e-9)
+        for replica, deleted_at in list(self._gone.items()):
+            if now - deleted_at > RATE_WINDOW_SECONDS:
+                del self._gone[replica]
+        devices = Counter(self._device_replicas.values()) if self._device_replicas is not None else None
+        replicas = sorted(self.membership.known() | set(self._gone) | set(self.strategy.members))
+        return {
+            "instance": instance_name(),
+            "strategy": self.strategy.name,
+            "sent_at": int(time.time() * 1000),
+            "replicas": [{
+                "replica": replica,
+                "state": GONE if replica in self._gone and replica not in self.membership.known()
+                else self.membership.state(replica, now),
+                "readings_per_second": round((counts.get(replica, 0) - before.get(replica, 0)) / seconds, 1)
+                if len(self._samples) > 1 else 0.0,
+                "lag_seconds": self.membership.lag_seconds.get(replica),
+                "devices": devices.get(replica, 0) if devices is not None else None,
+            } for replica in replicas],
+        }
+
+    def _publish_status(self, now: float) -> None:
+        if self._control_channel is None or not self._control_channel.is_open:
+            return
+        self._control_channel.basic_publish(
+            CONTROL_EXCHANGE, BALANCER_STATUS_KEY, json.dumps(self.status(now)).encode(),
+            pika.BasicProperties(content_type="application/json", expiration=STATUS_TTL_MS))
 
     # --- passive declares and deletes, one at a time on a channel of their own ---
 

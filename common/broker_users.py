@@ -40,6 +40,7 @@ from common.topology import (
     MONITOR_EVENTS_QUEUE,
     NOTIFIER_ALERTS_QUEUE,
     NOTIFIER_SESSIONS_QUEUE_PREFIX,
+    PIPELINE_STATUS_QUEUE,
     READINGS_EXCHANGE,
     READINGS_QUEUE,
     SUPPORT_EVENTS_QUEUE,
@@ -83,18 +84,22 @@ PERMISSIONS: dict[str, Permissions] = {
     # The outbox relay publishes user/device events (and dead-letters an outbox row it cannot send).
     "web": Permissions(NOTHING, names(EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE), NOTHING),
     # Every reading in, one replica's ingest queue out; replica heartbeats in on a queue of its
-    # own; the queue a replica left behind is read back (and deleted once empty).
+    # own, its view of them out (pipeline.status); the queue a replica left behind is read back
+    # (and deleted once empty).
     "balancer": Permissions(
         names(patterns=(INGEST_QUEUE_PATTERN, BALANCER_MEMBERSHIP_QUEUE_PATTERN)),
-        names(INGEST_EXCHANGE, DEAD_LETTER_EXCHANGE, patterns=(BALANCER_MEMBERSHIP_QUEUE_PATTERN,)),
-        names(READINGS_QUEUE, CONTROL_EXCHANGE, patterns=(INGEST_QUEUE_PATTERN, BALANCER_MEMBERSHIP_QUEUE_PATTERN)),
+        names(INGEST_EXCHANGE, DEAD_LETTER_EXCHANGE, CONTROL_EXCHANGE,
+              patterns=(BALANCER_MEMBERSHIP_QUEUE_PATTERN,)),
+        names(READINGS_QUEUE, CONTROL_EXCHANGE,
+              patterns=(INGEST_QUEUE_PATTERN, BALANCER_MEMBERSHIP_QUEUE_PATTERN)),
     ),
     # Replicas declare and consume their own ingest.<n> (a replica may join with any n), announce
-    # themselves on ems.control and raise alerts; the events consumer keeps copies of users/devices.
+    # themselves on ems.control and raise alerts; the events consumer keeps copies of users/devices;
+    # the API reads the balancer's view of the replicas (pipeline.status).
     "monitor": Permissions(
         names(patterns=(INGEST_QUEUE_PATTERN,)),
         names(ALERTS_EXCHANGE, DEAD_LETTER_EXCHANGE, CONTROL_EXCHANGE, patterns=(INGEST_QUEUE_PATTERN,)),
-        names(MONITOR_EVENTS_QUEUE, INGEST_EXCHANGE, patterns=(INGEST_QUEUE_PATTERN,)),
+        names(MONITOR_EVENTS_QUEUE, INGEST_EXCHANGE, PIPELINE_STATUS_QUEUE, patterns=(INGEST_QUEUE_PATTERN,)),
     ),
     # Alerts in over STOMP, chat out, user events on a queue of its own (bound to ems.events),
     # and the Socket.IO message queue it listens on.

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 # A replica silent for longer than this is no longer routed to (heartbeats come every second).
 LIVE_SECONDS = 3.0
+# A replica heard for less than this is shown as joining.
+JOINING_SECONDS = 5.0
 
 ACTIVE, DRAINING = "active", "draining"
+JOINING, GONE = "joining", "gone"
 HEARTBEAT_STATES = (ACTIVE, DRAINING)
 
 
@@ -25,10 +28,13 @@ class Heartbeat:
     replica: int
     state: str
     instance: str = ""
+    # Seconds the first reading of the replica's last batch had waited since the balancer routed it.
+    lag_seconds: float = 0.0
 
     def to_json(self) -> bytes:
         """Return the heartbeat as a message body."""
-        return json.dumps({"replica": self.replica, "state": self.state, "instance": self.instance}).encode()
+        return json.dumps({"replica": self.replica, "state": self.state, "instance": self.instance,
+                           "lag_seconds": self.lag_seconds}).encode()
 
     @classmethod
     def from_json(cls, body: bytes) -> Heartbeat:
@@ -40,7 +46,9 @@ class Heartbeat:
         is_number = isinstance(replica, int) and not isinstance(replica, bool)
         if not is_number or replica < 1 or state not in HEARTBEAT_STATES:
             raise ValueError(f"not a heartbeat: {body[:100]!r}")
-        return cls(replica, state, str(fields.get("instance", ""))[:100])
+        lag = fields.get("lag_seconds", 0.0)
+        lag = float(lag) if isinstance(lag, (int, float)) and not isinstance(lag, bool) else 0.0
+        return cls(replica, state, str(fields.get("instance", ""))[:100], lag)
 
 
 class Membership:
@@ -49,10 +57,15 @@ class Membership:
     def __init__(self, live_seconds: float = LIVE_SECONDS):
         self.live_seconds = live_seconds
         self._last: dict[int, tuple[float, str]] = {}  # replica -> (when heard, state)
+        self._first: dict[int, float] = {}  # replica -> when heard first (since it was last forgotten)
+        self.lag_seconds: dict[int, float] = {}
 
     def heard(self, heartbeat: Heartbeat, now: float) -> None:
         """Record a heartbeat received at `now`."""
+        if heartbeat.replica not in self.live(now):
+            self._first[heartbeat.replica] = now
         self._last[heartbeat.replica] = (now, heartbeat.state)
+        self.lag_seconds[heartbeat.replica] = heartbeat.lag_seconds
 
     def live(self, now: float) -> tuple[int, ...]:
         """Return the replicas to route to: an `active` heartbeat within `live_seconds`, in order."""
@@ -64,11 +77,15 @@ class Membership:
         return set(self._last)
 
     def state(self, replica: int, now: float) -> str:
-        """Return `active`, `draining` (said so, or silent: its queue may hold readings) or `gone`."""
+        """Return `joining`, `active`, `draining` (said so, or silent: readings may wait) or `gone`."""
         if replica not in self._last:
-            return "gone"
-        return ACTIVE if replica in self.live(now) else DRAINING
+            return GONE
+        if replica not in self.live(now):
+            return DRAINING
+        return JOINING if now - self._first.get(replica, now) < JOINING_SECONDS else ACTIVE
 
     def forget(self, replica: int) -> None:
         """Forget a replica whose queue is gone (deleted once empty)."""
         self._last.pop(replica, None)
+        self._first.pop(replica, None)
+        self.lag_seconds.pop(replica, None)

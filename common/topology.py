@@ -31,6 +31,10 @@ INGEST_QUEUE_PATTERN = r"ingest\.[0-9]+"
 CONTROL_EXCHANGE = "ems.control"
 MEMBERSHIP_KEYS = "membership.*"
 BALANCER_MEMBERSHIP_QUEUE_PREFIX = "balancer.membership."
+# The balancer's view of the replicas (live set, rates, lag) for the Pipeline page: the
+# latest snapshot only, read without being taken.
+BALANCER_STATUS_KEY = "balancer.status"
+PIPELINE_STATUS_QUEUE = "pipeline.status"
 
 EVENTS_EXCHANGE = "ems.events"
 MONITOR_EVENTS_QUEUE = "monitor.events"
@@ -136,6 +140,9 @@ def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
         Queue(SUPPORT_EVENTS_QUEUE, EVENTS_EXCHANGE, (USER_EVENTS_KEY,), {"x-single-active-consumer": True}),
         Queue(NOTIFIER_ALERTS_QUEUE, ALERTS_EXCHANGE, ("overconsumption.*",)),
         Queue(SUPPORT_INBOUND_QUEUE, CHAT_EXCHANGE, ("inbound.*",)),
+        # A snapshot dropped for a newer one is no letter to keep.
+        Queue(PIPELINE_STATUS_QUEUE, CONTROL_EXCHANGE, (BALANCER_STATUS_KEY,),
+              {"x-max-length": 1, "x-overflow": "drop-head"}, dead_lettered=False),
     ]
     return fixed + [ingest_queue_definition(n) for n in range(1, replicas + 1)]
 

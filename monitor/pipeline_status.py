@@ -3,10 +3,14 @@
 Queue depths and consumers come from passive declares (they never create or
 change a queue); counters come from `balancer_stats` (written by the
 balancer) and `replica_stats` (written by each replica) in the monitor database.
+The live replica set (joining, active, draining, gone), readings/s over the
+last minute, lag and devices per replica are the balancer's view, which it
+keeps as the one message of `pipeline.status`: read, then put back.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from common.amqp import CONNECTION_ERRORS, connect
 from common.settings import Settings
-from common.topology import DEAD_LETTERS_QUEUE, READINGS_QUEUE, ingest_queue
+from common.topology import DEAD_LETTERS_QUEUE, PIPELINE_STATUS_QUEUE, READINGS_QUEUE, ingest_queue
 
 
 @dataclass
@@ -37,6 +41,11 @@ class ReplicaStatus:
     too_old: int = 0  # older than the retention window: dead-lettered
     unknown_device: int = 0
     alerts: int = 0
+    # From the balancer's view (None when no balancer reports): joining, active, draining or gone.
+    state: str | None = None
+    readings_per_second: float | None = None  # routed to it, over the last minute
+    lag_seconds: float | None = None  # how long its last readings waited in its queue
+    devices: int | None = None  # devices routed to it (hash strategies: each device has one)
 
 
 @dataclass
@@ -85,9 +94,34 @@ def queue_states(settings: Settings, names: list[str]) -> dict[str, QueueState] 
     return states
 
 
+def balancer_view(settings: Settings) -> dict | None:
+    """Return the balancer's latest view of the replicas, leaving it in its queue; None if there is none."""
+    try:
+        connection = connect(settings, declare=False)
+    except CONNECTION_ERRORS:
+        return None
+    try:
+        channel = connection.channel()
+        method, _properties, body = channel.basic_get(PIPELINE_STATUS_QUEUE)
+        if method is None:
+            return None
+        channel.basic_nack(method.delivery_tag, requeue=True)
+        return json.loads(body)
+    except (*CONNECTION_ERRORS, ValueError):
+        return None
+    finally:
+        try:
+            connection.close()
+        except CONNECTION_ERRORS:
+            pass
+
+
 def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatus:
     """Collect the pipeline's state for the admin page."""
-    replicas = range(1, settings.monitor_replicas + 1)
+    view = balancer_view(settings) or {}
+    seen = {entry["replica"]: entry for entry in view.get("replicas", []) if isinstance(entry, dict)}
+    # The queues declared from the start, and every replica the balancer knows of.
+    replicas = sorted(set(range(1, settings.monitor_replicas + 1)) | set(seen))
     names = [READINGS_QUEUE, DEAD_LETTERS_QUEUE, *(ingest_queue(n) for n in replicas)]
     states = queue_states(settings, names)
     routed = dict(connection.execute(text(
@@ -122,5 +156,9 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
             too_old=row.too_old_readings if row else 0,
             unknown_device=row.unknown_device_readings if row else 0,
             alerts=row.alerts_raised if row else 0,
+            state=seen.get(n, {}).get("state"),
+            readings_per_second=seen.get(n, {}).get("readings_per_second"),
+            lag_seconds=seen.get(n, {}).get("lag_seconds"),
+            devices=seen.get(n, {}).get("devices"),
         ))
     return status

@@ -103,6 +103,7 @@ class IngestWorker:
         self._drain_deadline: float | None = None  # set once told to stop
         self._empty_since: float | None = None
         self._last_heartbeat = 0.0
+        self._lag_seconds = 0.0  # of the first reading of the last batch; 0 once idle
 
     def stop(self) -> None:
         """Drain the queue and leave; a second call leaves after the current batch (signal handler)."""
@@ -170,11 +171,12 @@ class IngestWorker:
             return
         self._last_heartbeat = now
         state = ACTIVE if self._drain_deadline is None else DRAINING
+        lag, self._lag_seconds = self._lag_seconds, 0.0
         # Not persistent and not routed anywhere when no balancer listens: a lost
         # heartbeat only means the next one counts.
         self._publish_channel.basic_publish(
             CONTROL_EXCHANGE, membership_routing_key(self.replica),
-            Heartbeat(self.replica, state, self.instance).to_json(),
+            Heartbeat(self.replica, state, self.instance, round(lag, 1)).to_json(),
             pika.BasicProperties(content_type="application/json", expiration="3000"))
 
     def _drained(self) -> bool:
@@ -199,6 +201,8 @@ class IngestWorker:
             return  # test-only fault: hold the delivery unacked, as a consumer stuck in its work would
         if not self._batch:
             self._batch_started = time.monotonic()
+            if properties.timestamp:  # stamped by the balancer when it routed the reading
+                self._lag_seconds = max(self._lag_seconds, time.time() - properties.timestamp)
         self._batch.append((method, properties, body))
 
     def _wait_seconds(self) -> float:

@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from common.topology import INGEST_QUEUE_PATTERN, ingest_queue
+from monitor.pipeline_status import pipeline_status
 from tests.pipeline.conftest import wait_for
 from tests.pipeline.workload import build_workload
 from tests.processes import broker_queues, unacknowledged
@@ -57,6 +58,13 @@ def assert_nothing_stranded(pipeline, workload) -> None:
              f"every ingest queue empty: {ingest_queues(pipeline)}", interval=0.5)
 
 
+def replicas_on_the_page(pipeline) -> dict:
+    """Return {replica: ReplicaStatus} as the admin Pipeline page shows them."""
+    with pipeline.engine.connect() as connection:
+        status = pipeline_status(pipeline.settings, connection)
+    return {replica.replica: replica for replica in status.replicas}
+
+
 def stop_replicas(pipeline, replicas: list[int]) -> None:
     """Stop replicas as an operator scaling in does (SIGTERM, all at once); each drains and exits 0."""
     for replica in replicas:
@@ -91,6 +99,15 @@ def test_scaling_3_5_2_3_mid_stream_keeps_every_total_exact(pipeline, workload):
     wait_for(lambda: not {ingest_queue(4), ingest_queue(5)} & ingest_queues(pipeline).keys(), 15,
              f"ingest.4 and ingest.5 deleted: {ingest_queues(pipeline)}", interval=0.5)
     assert all(pipeline.workers[r].running for r in (1, 2, 3)) and pipeline.balancer.running, pipeline.logs()
+
+    def page_after_scaling():
+        shown = replicas_on_the_page(pipeline)
+        states = {replica: status.state for replica, status in shown.items()}
+        return shown if states == {1: "active", 2: "active", 3: "active", 4: "gone", 5: "gone"} else None
+    page = wait_for(page_after_scaling, 10, "the Pipeline page to show replicas 1-3 active, 4 and 5 gone")
+    # Under consistent hashing each device was last routed to one replica: all 200 counted once.
+    assert sum(replica.devices for replica in page.values()) == 200
+    assert all(replica.readings_per_second > 0 for replica in page.values() if replica.replica <= 3)
 
 
 def test_readings_of_a_replica_killed_for_good_are_moved_and_counted_once(pipeline, workload):
