@@ -1,27 +1,22 @@
 #!/usr/bin/env bash
-# Scale the monitor replicas to N and keep the balancer's EMS_MONITOR_REPLICAS in
-# step, so every ingest.n queue the balancer feeds has its replica n (task slot n).
+# Scale the monitor replicas to N: what `docker service scale ems_monitor=N` does, then
+# wait until the queues of the slots that went away are emptied and deleted.
 #   usage: swarm/scale-monitors.sh N        (stack name: SWARM_STACK, default ems)
-# Up: monitors first, then the balancer starts feeding the new queues.
-# Down: the balancer first stops feeding ingest.N+1..; those queues are drained
-# by their replicas before the replicas go.
+# Nothing else needs to change: replica n (task slot n) declares ingest.n and announces
+# itself to the balancer, which routes to it within seconds. A replica told to stop
+# says it is draining, works its queue empty and exits 0; whatever is left in it the
+# balancer moves to the live replicas before it deletes the queue (README "Scaling out").
 set -euo pipefail
 N=${1:?usage: swarm/scale-monitors.sh N}
 STACK=${SWARM_STACK:-ems}
 case $N in ''|*[!0-9]*|0) echo "N must be a positive integer, got '$N'" >&2; exit 2;; esac
 
-current=$(docker service inspect -f '{{.Spec.Mode.Replicated.Replicas}}' "${STACK}_monitor")
-
-set_balancer() {
-  docker service update --quiet --detach=false --env-add "EMS_MONITOR_REPLICAS=$1" "${STACK}_balancer" >/dev/null
-  echo "balancer now feeds ingest.1..ingest.$1"
-}
-
-queue_depth() {  # queue -> ready + unacknowledged messages (needs the broker task on this node)
+ingest_queues() {  # the ingest.n queues that exist (needs the broker task on this node)
   local broker
   broker=$(docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_rabbitmq" | head -1)
-  [ -n "$broker" ] || { echo "the RabbitMQ task is not on this node: drain $1 by hand" >&2; return 1; }
-  docker exec "$broker" rabbitmqctl -q list_queues name messages | awk -v q="$1" '$1 == q {print $2}'
+  [ -n "$broker" ] || return 1
+  docker exec "$broker" rabbitmqctl -q list_queues name | awk '/^ingest\.[0-9]+$/ {sub("ingest.", ""); print}' \
+    | sort -n | xargs
 }
 
 running_slots() {
@@ -29,31 +24,19 @@ running_slots() {
     | sed 's/.*\.//' | sort -n | xargs
 }
 
-scale_monitors() {
-  # Each replica checks its slot against the count, so both change together.
-  docker service update --quiet --detach=false --replicas "$1" --env-add "EMS_MONITOR_REPLICAS=$1" \
-    "${STACK}_monitor" >/dev/null
-}
-
-if [ "$N" -ge "$current" ]; then
-  scale_monitors "$N"
-  set_balancer "$N"
-else
-  set_balancer "$N"
-  for slot in $(seq $((N + 1)) "$current"); do
-    for _ in $(seq 1 120); do
-      depth=$(queue_depth "ingest.$slot")
-      [ "${depth:-0}" = "0" ] && break
-      sleep 1
-    done
-    [ "${depth:-0}" = "0" ] || { echo "ingest.$slot still holds $depth messages" >&2; exit 1; }
-  done
-  scale_monitors "$N"
-fi
+docker service scale --detach=false "${STACK}_monitor=$N" >/dev/null
 
 slots=$(running_slots)
 if [ "$slots" != "$(seq 1 "$N" | xargs)" ]; then
   echo "monitor tasks run slots [$slots], expected 1..$N: run 'docker service update --force ${STACK}_monitor'" >&2
   exit 1
 fi
+# The balancer looks at a left queue every 2 s and deletes it once empty; give it a minute.
+for _ in $(seq 1 60); do
+  queues=$(ingest_queues) || { echo "the RabbitMQ task is not on this node: queues not checked" >&2; break; }
+  extra=$(echo "$queues" | tr ' ' '\n' | awk -v n="$N" '$1 > n' | xargs)
+  [ -z "$extra" ] && break
+  sleep 1
+done
+[ -z "${extra:-}" ] || { echo "ingest queues of slots above $N still there: $extra" >&2; exit 1; }
 echo "monitor replicas: $N (slots $slots)"

@@ -1,7 +1,7 @@
 # Docker Swarm targets (included by the Makefile). See "Deploy on Docker Swarm" in README.md.
 #   make swarm-up                      build the image, create secrets, deploy
 #   make swarm-down                    remove the stack (volumes and secrets stay)
-#   make swarm-scale-monitors N=5      monitors to 5, balancer in step
+#   make swarm-scale-monitors N=5      monitors to 5 (the balancer hears them join or leave)
 #   make swarm-test                    the whole stack, for real, on this machine
 SWARM_STACK ?= ems
 EMS_IMAGE ?= ems:latest
@@ -25,7 +25,7 @@ swarm-up: swarm-build swarm-secrets
 swarm-down:
 	docker stack rm $(SWARM_STACK)
 
-## swarm-scale-monitors: N monitor replicas, and the balancer feeds exactly N queues
+## swarm-scale-monitors: N monitor replicas; waits until the queues of removed slots are deleted
 swarm-scale-monitors:
 	@test -n "$(N)" || { echo "usage: make swarm-scale-monitors N=<replicas>" >&2; exit 2; }
 	bash swarm/scale-monitors.sh $(N)

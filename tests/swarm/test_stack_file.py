@@ -260,3 +260,19 @@ def test_test_gateway_has_the_same_routes_as_the_local_one():
     local = matchers((ROOT / "Caddyfile").read_text(encoding="utf-8"))
     test = matchers((ROOT / "swarm" / "images" / "caddy" / "Caddyfile").read_text(encoding="utf-8"))
     assert [line.strip() for line in test] == [line.strip() for line in local]
+
+
+def test_a_stopping_monitor_has_time_to_drain_its_queue(stack):
+    from monitor.worker import DRAIN_SECONDS
+
+    grace = stack["services"]["monitor"].get("stop_grace_period", "10s")
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) > DRAIN_SECONDS + 2
+
+
+def test_scaling_monitors_needs_only_docker_service_scale():
+    script = (ROOT / "swarm" / "scale-monitors.sh").read_text()
+    commands = [line.strip() for line in script.splitlines()
+                if re.match(r"\s*docker service (scale|update|create)", line)]
+    # The replica count is the one thing that changes: no service is updated (restarted) for it.
+    assert commands == ['docker service scale --detach=false "${STACK}_monitor=$N" >/dev/null']
+    assert "--env-add" not in script
