@@ -56,5 +56,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, exc_info: bool = False,
               **fields) -> None:
-    """Log one named event with its fields (and the exception being handled, with `exc_info`)."""
+    """Log one named event with its fields (and the exception being handled, with `exc_info`).
+
+    A field named like a LogRecord attribute (`process`, `name`, `created`, …) is written
+    with a trailing underscore: logging would refuse it, and a log line must never crash
+    the process that writes it.
+    """
+    if not _RESERVED.isdisjoint(fields):
+        fields = {(f"{key}_" if key in _RESERVED else key): value for key, value in fields.items()}
     logger.log(level, event, exc_info=exc_info, extra=fields)

@@ -124,3 +124,14 @@ def test_viewer_timezone_comes_from_the_query_then_the_browser_cookie(query, coo
     headers = {"Cookie": f"{TIMEZONE_COOKIE}={cookie}"} if cookie else {}
     with app.test_request_context("/" + query, headers=headers):
         assert viewer_timezone().key == expected
+
+
+def test_a_log_field_named_like_a_log_record_attribute_is_written_not_refused(caplog):
+    import logging
+
+    from common.logs import KeyValueFormatter, log_event
+
+    with caplog.at_level(logging.INFO):
+        log_event(logging.getLogger("ems.test"), "metrics.serving", process="balancer", created=1, port=9)
+    line = KeyValueFormatter("test").format(caplog.records[-1])
+    assert "process_=balancer" in line and "created_=1" in line and "port=9" in line
