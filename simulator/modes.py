@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
-from common.auth import Identity, mint_access_token
+from common.auth import SERVICE_USER_ID, Identity, mint_access_token
 from common.logs import log_event
 from common.messages import Reading
 from common.settings import Settings
@@ -26,8 +26,6 @@ logger = logging.getLogger(__name__)
 
 DEMO_INTERVAL_SECONDS = 5.0
 API_TIMEOUT_SECONDS = 5.0
-# The administrator the seed creates first; the simulator reads the device list as it.
-API_ADMIN_USER_ID = 1
 MAX_API_PAGES = 100
 DEVICE_RETRY_SECONDS = 5.0
 DEVICE_REFRESH_SECONDS = 60.0
@@ -47,7 +45,7 @@ class NoDevices(RuntimeError):
 
 def fetch_devices(settings: Settings) -> list[dict]:
     """Return every device of the portal (`GET /api/devices`, all pages) as a short-lived admin."""
-    token = mint_access_token(settings, Identity(API_ADMIN_USER_ID, "admin", "simulator"),
+    token = mint_access_token(settings, Identity(SERVICE_USER_ID, "admin", "simulator"),
                               timedelta(minutes=2))
     devices, page, pages = [], 1, 1
     while page <= min(pages, MAX_API_PAGES):

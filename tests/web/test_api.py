@@ -88,6 +88,25 @@ def test_client_lists_only_own_devices(app, make_user, make_device):
     assert call(app, "GET", f"/api/devices/{theirs}", headers).status_code == 403
 
 
+def test_the_simulator_lists_devices_with_the_service_token_it_mints(app, make_device, migrated):
+    from unittest import mock
+
+    from simulator.modes import fetch_devices
+
+    device = make_device("Listed", owner_id=None)
+    client = app.test_client()
+
+    def get(url, params, timeout, headers):  # the simulator's HTTP call, served by the app itself
+        answer = client.get("/api/devices", query_string=params, headers=headers)
+        return mock.Mock(json=answer.get_json, raise_for_status=lambda: assert_ok(answer))
+
+    def assert_ok(answer):
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+
+    with mock.patch("simulator.modes.requests.get", get):
+        assert device in [listed["id"] for listed in fetch_devices(migrated)]
+
+
 BAD_DEVICES = [
     ({"name": "", "max_hourly_kwh": 1}, "name"),
     ({"name": "x" * 10_000, "max_hourly_kwh": 1}, "name"),
