@@ -68,11 +68,14 @@ def list_alerts(connection: Connection, viewer: Identity, page: int = 1,
     return AlertPage([AlertRow(*row) for row in rows], page, pages, total)
 
 
-def latest_alert(connection: Connection, device_id: str) -> AlertRow | None:
-    """Return the newest alert of a device."""
+def latest_alert(connection: Connection, viewer: Identity, device_id: str) -> AlertRow | None:
+    """Return the newest alert of a device that the viewer may see (a client: raised while theirs)."""
+    where, parameters = _scope(viewer, device_id)
     row = connection.execute(text(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE device_id = :id ORDER BY id DESC LIMIT 1"),  # noqa: S608
-        {"id": device_id}).first()
+        # By hour on the (device_id, hour_start) key: ORDER BY id walks the primary key over
+        # every device's alerts (the whole table for a device without any).
+        f"SELECT {ALERT_COLUMNS} FROM alerts{where} "  # noqa: S608
+        "ORDER BY hour_start DESC, id DESC LIMIT 1"), parameters).first()
     return AlertRow(*row) if row else None
 
 

@@ -113,10 +113,11 @@ def hours_of_day(stored: dict, day: date, zone: ZoneInfo) -> list[HourValue]:
     return [HourValue(hour.astimezone(zone), stored.get(hour, ZERO)) for hour in day_hours(day, zone)]
 
 
-def hourly_for_day(connection: Connection, device_id: str, day: date, zone: ZoneInfo) -> list[HourValue]:
+def hourly_for_day(connection: Connection, device_id: str, day: date, zone: ZoneInfo,
+                   since: datetime | None = None) -> list[HourValue]:
     """Return every hour of a local day with its consumption (0 where nothing was measured)."""
     start, end = day_bounds(day, zone)
-    return hours_of_day(hourly_between(connection, device_id, start, end), day, zone)
+    return hours_of_day(hourly_between(connection, device_id, start, end, since), day, zone)
 
 
 def daily_totals(connection: Connection, device_id: str, first: date, last: date,
@@ -124,7 +125,7 @@ def daily_totals(connection: Connection, device_id: str, first: date, last: date
     """Return the total of each local day from `first` to `last` inclusive."""
     start, _ = day_bounds(first, zone)
     _, end = day_bounds(last, zone)
-    return days_of(hourly_between(connection, device_id, start, end), first, last, zone)
+    return days_of(hourly_between(connection, device_id, start, end, since), first, last, zone)
 
 
 def days_of(stored: dict, first: date, last: date, zone: ZoneInfo) -> list[DayValue]:

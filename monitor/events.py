@@ -8,6 +8,7 @@ one was applied (ignored, never applied twice).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pika
 from sqlalchemy import text
@@ -27,10 +28,16 @@ logger = logging.getLogger(__name__)
 IDLE_TIMEOUT_SECONDS = 1.0
 
 SELECT_SEQUENCE = text("SELECT last_sequence FROM devices WHERE id = :id FOR UPDATE")
+# A device that changes hands is its new owner's from the event's time on (`owner_since`):
+# the new owner must see nothing of the previous one's. A device that never had an owner
+# keeps NULL, so the first owner sees its whole history (a backfill, say). The assignment
+# of owner_since comes first: MariaDB evaluates them in order, owner_id still the old one.
 UPSERT_DEVICE = text(
     "INSERT INTO devices (id, name, owner_id, max_hourly_kwh, deleted, last_sequence) "
     "VALUES (:id, :name, :owner_id, :limit, :deleted, :sequence) "
-    "ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), "
+    "ON DUPLICATE KEY UPDATE owner_since = IF(owner_id <=> VALUES(owner_id), owner_since, "
+    "IF(owner_id IS NULL AND owner_since IS NULL, NULL, :occurred_at)), "
+    "name = VALUES(name), owner_id = VALUES(owner_id), "
     "max_hourly_kwh = VALUES(max_hourly_kwh), deleted = VALUES(deleted), "
     "last_sequence = VALUES(last_sequence)"
 )
@@ -43,9 +50,20 @@ UPSERT_USER_SESSION = text(
     "deleted = VALUES(deleted), last_sequence = VALUES(last_sequence)"
 )
 RELEASE_OWNED_DEVICES = text(
-    "UPDATE devices SET owner_id = NULL, last_sequence = :sequence "
+    "UPDATE devices SET owner_since = :occurred_at, owner_id = NULL, last_sequence = :sequence "
     "WHERE owner_id = :user_id AND last_sequence < :sequence"
 )
+
+
+def occurred_at(event: Event) -> datetime:
+    """Return when the portal made the change, as naive UTC (now, if the event's time is unreadable)."""
+    try:
+        moment = datetime.fromisoformat(event.occurred_at)
+    except ValueError:
+        return datetime.now(UTC).replace(tzinfo=None)
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def apply_event(connection: Connection, event: Event) -> bool:
@@ -57,14 +75,15 @@ def apply_event(connection: Connection, event: Event) -> bool:
         connection.execute(UPSERT_DEVICE, {
             "id": event.device.id, "name": event.device.name[:200], "owner_id": event.device.owner_id,
             "limit": str(event.device.max_hourly_kwh), "deleted": event.type == "device.deleted",
-            "sequence": event.sequence,
+            "sequence": event.sequence, "occurred_at": occurred_at(event),
         })
         return True
     if event.user is None:
         return True
     if event.type == "user.deleted":
         # A deleted user's devices have nobody left to alert.
-        connection.execute(RELEASE_OWNED_DEVICES, {"user_id": event.user.id, "sequence": event.sequence})
+        connection.execute(RELEASE_OWNED_DEVICES, {"user_id": event.user.id, "sequence": event.sequence,
+                                                   "occurred_at": occurred_at(event)})
     stored = connection.execute(SELECT_USER_SEQUENCE, {"id": event.user.id}).scalar()
     if stored is not None and stored >= event.sequence:
         return False

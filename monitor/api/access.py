@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from flask import abort, current_app, request
 from sqlalchemy import text
@@ -51,6 +51,14 @@ def viewable_device(device_id: str) -> Device:
     if device is None or device.deleted or device.owner_id != viewer.user_id:
         abort(403, description="this device is not yours")
     return device
+
+
+def visible_since(device: Device) -> datetime | None:
+    """Return from when the viewer may see a device's data (naive UTC; None: all of it).
+
+    A client sees a device's consumption only from when it became theirs; an admin sees all.
+    """
+    return None if current_identity().is_admin else device.owner_since
 
 
 def visible_devices(connection: Connection, viewer: Identity) -> list[Device]:

@@ -19,6 +19,7 @@ from monitor.api.access import (
     range_arguments,
     viewable_device,
     visible_devices,
+    visible_since,
 )
 from monitor.consumption import (
     daily_totals,
@@ -49,7 +50,7 @@ def hourly(device_id: str):
     device = viewable_device(device_id)
     day, zone = day_argument(), viewer_timezone()
     with database() as connection:
-        hours = hourly_for_day(connection, device.id, day, zone)
+        hours = hourly_for_day(connection, device.id, day, zone, visible_since(device))
     peak = peak_hour(hours)
     return jsonify(
         device_id=device.id, date=day.isoformat(), timezone=zone.key,
@@ -68,7 +69,7 @@ def daily(device_id: str):
     first, last = range_arguments(default_days=7)
     zone = viewer_timezone()
     with database() as connection:
-        days = daily_totals(connection, device.id, first, last, zone)
+        days = daily_totals(connection, device.id, first, last, zone, visible_since(device))
     return jsonify(device_id=device.id, timezone=zone.key, **{"from": first.isoformat()}, to=last.isoformat(),
                    days=[{"date": day.day.isoformat(), "kwh": float(day.kwh)} for day in days])
 
@@ -83,7 +84,7 @@ def export_csv(device_id: str):
     start, _ = day_bounds(first, zone)
     _, end = day_bounds(last, zone)
     with database() as connection:
-        rows = hourly_between(connection, device.id, start, end)
+        rows = hourly_between(connection, device.id, start, end, visible_since(device))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["hour_start_utc", "hour_start_local", "kwh"])
@@ -103,8 +104,9 @@ def summary():
     items = []
     with database() as connection:
         for device in visible_devices(connection, viewer):
-            totals = daily_totals(connection, device.id, day - timedelta(days=1), day, zone)
-            latest = alert_inbox.latest_alert(connection, device.id)
+            totals = daily_totals(connection, device.id, day - timedelta(days=1), day, zone,
+                                  visible_since(device))
+            latest = alert_inbox.latest_alert(connection, viewer, device.id)
             items.append({"id": device.id, "name": device.name, "limit_kwh": float(device.max_hourly_kwh),
                           "today_kwh": float(totals[1].kwh), "yesterday_kwh": float(totals[0].kwh),
                           "latest_alert": alert_json(latest) if latest else None})

@@ -21,6 +21,7 @@ from monitor.api.access import (
     settings,
     viewable_device,
     visible_devices,
+    visible_since,
 )
 from monitor.api.json_routes import device_filter, mark_own_alert_read
 from monitor.charts import bar_chart, sparkline
@@ -56,14 +57,15 @@ def chart_context(device, view: str, day):
     zone = viewer_timezone()
     with database() as connection:
         if view == "day":
-            hours = hourly_for_day(connection, device.id, day, zone)
+            hours = hourly_for_day(connection, device.id, day, zone, visible_since(device))
             chart = bar_chart([h.label for h in hours], [h.kwh for h in hours], device.max_hourly_kwh)
             return {"chart": chart, "total": day_total(hours), "peak": peak_hour(hours),
                     "previous": day - timedelta(days=1), "next": day + timedelta(days=1)}
         if view == "year":
-            return year_context(monthly_totals(connection, device.id, day.year, zone, device.max_hourly_kwh))
+            return year_context(monthly_totals(connection, device.id, day.year, zone, device.max_hourly_kwh,
+                                               visible_since(device)))
         first, last = week_range(day) if view == "week" else month_range(day)
-        days = daily_totals(connection, device.id, first, last, zone)
+        days = daily_totals(connection, device.id, first, last, zone, visible_since(device))
     labels = [d.day.strftime("%a %d" if view == "week" else "%d") for d in days]
     chart = bar_chart(labels, [d.kwh for d in days])
     best = max(days, key=lambda d: d.kwh)
@@ -155,13 +157,16 @@ def device_cards(connection, devices) -> list[dict]:
     # One query for every device's week (a dashboard shows ten or more devices).
     week = hourly_of_devices_between(connection, [device.id for device in devices],
                                      day_bounds(first, zone)[0], day_bounds(day, zone)[1])
-    cards = []
+    viewer, cards = current_identity(), []
     for device in devices:
-        days = days_of(week[device.id], first, day, zone)
-        hours = hours_of_day(week[device.id], day, zone)
+        since = visible_since(device)
+        stored = {hour: kwh for hour, kwh in week[device.id].items()
+                  if since is None or hour.replace(tzinfo=None) >= since}
+        days = days_of(stored, first, day, zone)
+        hours = hours_of_day(stored, day, zone)
         cards.append({"device": device, "today": days[-1].kwh, "trend": sparkline([d.kwh for d in days]),
                       "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
-                      "latest_alert": alert_inbox.latest_alert(connection, device.id)})
+                      "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id)})
     return cards
 
 

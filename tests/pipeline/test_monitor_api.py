@@ -89,6 +89,47 @@ def test_an_admin_sees_every_device_and_404_for_unknown_ones(as_user, device):
     assert as_user(ADMIN, "GET", f"/api/monitor/devices/{uuid.uuid4()}/hourly").status_code == 404
 
 
+# --- ownership over time ---
+
+def reassigned_device(sql, handed_over: datetime) -> str:
+    """Return a device OTHER had until `handed_over`, CLIENT since, with data and alerts of both."""
+    device_id = str(uuid.uuid4())
+    sql("INSERT INTO devices (id, name, owner_id, owner_since, max_hourly_kwh, last_sequence) "
+        "VALUES (:id, 'Heat pump', :owner, :since, 1.0, 2)", id=device_id, owner=CLIENT.user_id,
+        since=handed_over)
+    for hours_before in (3, 2, 1):
+        add_hour(sql, device_id, handed_over - timedelta(hours=hours_before), "0.5")
+    add_alert(sql, device_id, handed_over - timedelta(hours=2), owner=OTHER.user_id)
+    for hours_after in (0, 1):
+        add_hour(sql, device_id, handed_over + timedelta(hours=hours_after), "0.25")
+    return device_id
+
+
+def test_a_new_owner_sees_nothing_of_the_previous_owners_consumption_or_alerts(as_user, sql):
+    device_id = reassigned_device(sql, handed_over=datetime(2026, 11, 20, 12))
+    base = f"/api/monitor/devices/{device_id}"
+    day = "date=2026-11-20&tz=UTC"
+
+    for viewer, expected in ((CLIENT, 0.5), (ADMIN, 2.0)):
+        assert as_user(viewer, "GET", f"{base}/hourly?{day}").json["total_kwh"] == expected
+        assert as_user(viewer, "GET", f"{base}/daily?from=2026-11-20&to=2026-11-20&tz=UTC").json[
+            "days"][0]["kwh"] == expected
+    csv_text = as_user(CLIENT, "GET", f"{base}/export.csv?from=2026-11-19&to=2026-11-21&tz=UTC").text
+    assert "0.500000" not in csv_text and csv_text.count("0.250000") == 2
+    summary = as_user(CLIENT, "GET", "/api/monitor/summary").json["devices"]
+    assert [item["latest_alert"] for item in summary if item["id"] == device_id] == [None]
+    year = {viewer: as_user(viewer, "GET", f"/monitor/devices/{device_id}?view=year&{day}",
+                            {"HX-Request": "true"}).text for viewer in (CLIENT, ADMIN)}
+    assert "2.0" in year[ADMIN] and "2.0" not in year[CLIENT]
+
+
+def test_a_first_owner_sees_the_whole_history(as_user, sql, device):
+    add_hour(sql, device, datetime(2026, 1, 5, 10), "0.75")
+    daily = as_user(CLIENT, "GET",
+                    f"/api/monitor/devices/{device}/daily?from=2026-01-05&to=2026-01-05&tz=UTC").json
+    assert daily["days"][0]["kwh"] == 0.75
+
+
 def test_anonymous_requests_are_refused(app, device):
     assert app.test_client().get(f"/api/monitor/devices/{device}/hourly").status_code == 401
 

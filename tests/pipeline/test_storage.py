@@ -187,3 +187,37 @@ def test_a_deleted_user_leaves_their_devices_without_an_owner(engine):
         apply_event(connection, Event(9, "user.deleted", "2026-01-01T00:00:00Z",
                                       user=UserState(7, "Gone", "client")))
     assert scalar(engine, "SELECT owner_id FROM devices WHERE id = :id", id=device_id) is None
+
+
+def owner_since(engine, device_id: str):
+    return scalar(engine, "SELECT owner_since FROM devices WHERE id = :id", id=device_id)
+
+
+def device_event(sequence: int, device_id: str, owner_id: int | None, at: str) -> Event:
+    return Event(sequence, "device.updated", at, device=DeviceState(device_id, "Meter", owner_id, 1.0))
+
+
+def test_a_device_changing_hands_is_the_new_owners_from_the_events_time(engine):
+    device_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        apply_event(connection, device_event(1, device_id, None, "2026-11-01T08:00:00Z"))
+        apply_event(connection, device_event(2, device_id, 7, "2026-11-02T08:00:00Z"))
+    assert owner_since(engine, device_id) is None, "a first owner sees the device's whole history"
+    with engine.begin() as connection:
+        apply_event(connection, device_event(3, device_id, 7, "2026-11-03T08:00:00Z"))  # a rename, say
+    assert owner_since(engine, device_id) is None
+    with engine.begin() as connection:
+        apply_event(connection, device_event(4, device_id, 8, "2026-11-04T10:30:00+02:00"))
+    assert owner_since(engine, device_id) == datetime(2026, 11, 4, 8, 30)
+    with engine.begin() as connection:
+        apply_event(connection, device_event(5, device_id, None, "2026-11-05T08:00:00Z"))
+        apply_event(connection, device_event(6, device_id, 9, "2026-11-06T08:00:00Z"))
+    assert owner_since(engine, device_id) == datetime(2026, 11, 6, 8), "unassigned, then a new owner"
+
+
+def test_a_deleted_users_devices_are_nobodys_from_the_deletion_on(engine):
+    device_id = known_device(engine, owner_id=7)
+    with engine.begin() as connection:
+        apply_event(connection, Event(9, "user.deleted", "2026-11-07T08:00:00Z",
+                                      user=UserState(7, "Gone", "client")))
+    assert owner_since(engine, device_id) == datetime(2026, 11, 7, 8)
