@@ -115,7 +115,7 @@ def test_a_conflicting_duplicate_keeps_the_first_value_and_is_returned(engine):
 
 def test_within_one_batch_the_first_value_of_a_key_stands(engine):
     device_id, stamp = str(uuid.uuid4()), epoch_ms(NOW)
-    readings = [Reading(stamp, device_id, 0.1), Reading(stamp, device_id, 0.2), Reading(stamp, device_id, 0.1)]
+    readings = [Reading(stamp, device_id, value) for value in (0.1, 0.2, 0.1)]
     result = store_readings(engine, readings, replica=1, now=NOW)
     assert result.conflicting == [readings[1]]
     assert (result.inserted, result.duplicates) == (1, 1)
