@@ -66,7 +66,13 @@ from bench.measure import (  # noqa: E402
     process_tree_rss_kib,
     raise_open_files_limit,
 )
-from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed, connect  # noqa: E402
+from common.amqp import (  # noqa: E402
+    CONNECTION_ERRORS,
+    ConfirmingPublisher,
+    PublishNotConfirmed,
+    connect,
+    take_all,
+)
 from common.auth import Identity, mint_access_token  # noqa: E402
 from common.messages import Reading  # noqa: E402
 from common.settings import load_settings  # noqa: E402
@@ -560,11 +566,7 @@ def drain_dead_letters(settings) -> Counter:
     reasons: Counter = Counter()
     connection = connect(settings, declare=False)
     try:
-        channel = connection.channel()
-        while True:
-            method, properties, _body = channel.basic_get(DEAD_LETTERS_QUEUE, auto_ack=True)
-            if method is None:
-                return reasons
+        for _method, properties, _body in take_all(connection.channel(), DEAD_LETTERS_QUEUE):
             headers = properties.headers or {}
             reason = headers.get(DEAD_LETTER_REASON_HEADER)
             source = headers.get(DEAD_LETTER_SOURCE_HEADER)
@@ -575,6 +577,7 @@ def drain_dead_letters(settings) -> Counter:
             reasons[(_text(source), reason_prefix(_text(reason or "no reason header")))] += 1
     finally:
         connection.close()
+    return reasons
 
 
 def _text(value) -> str:

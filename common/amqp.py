@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pika
 import pika.exceptions
@@ -143,6 +143,15 @@ class ConfirmingPublisher:
                 connection.close()
             except CONNECTION_ERRORS:
                 pass
+
+
+def take_all(channel, queue: str) -> Iterator[tuple]:
+    """Take (and ack) every message now in `queue`: yield (method, properties, body) of each."""
+    while True:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return
+        yield method, properties, body
 
 
 def internal_error_reason(error: BaseException) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from common.amqp import connect
+from common.amqp import connect, take_all
 from common.topology import (
     ALERTS_EXCHANGE,
     DEAD_LETTER_REASON_HEADER,
@@ -22,15 +22,10 @@ from tests.poison import POISON, publish_poison
 def drain_dead_letters(settings, routing_key: str) -> list:
     """Take the dead letters published with `routing_key`."""
     connection = connect(settings)
-    taken = []
     try:
-        channel = connection.channel()
-        while True:
-            method, properties, body = channel.basic_get(DEAD_LETTERS_QUEUE, auto_ack=True)
-            if method is None:
-                return taken
-            if method.routing_key == routing_key:
-                taken.append((properties, body))
+        messages = take_all(connection.channel(), DEAD_LETTERS_QUEUE)
+        return [(properties, body) for method, properties, body in messages
+                if method.routing_key == routing_key]
     finally:
         connection.close()
 

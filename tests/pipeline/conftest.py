@@ -15,7 +15,8 @@ import pika
 import pytest
 from sqlalchemy import text
 
-from common.amqp import connect
+from common.amqp import connect, take_all
+from common.auth import Identity, mint_access_token
 from common.messages import DeviceState, Event
 from common.topology import (
     DEAD_LETTERS_QUEUE,
@@ -26,6 +27,7 @@ from common.topology import (
     READINGS_QUEUE,
     ingest_queue,
 )
+from monitor import create_app
 from monitor.storage import create_monitor_engine
 from simulator.publisher import ConfirmedBurstPublisher
 from tests.poison import publish_poison
@@ -138,14 +140,8 @@ class Pipeline:
     def drain(self, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         """Take every message now in `queue`."""
         connection = connect(self.settings)
-        messages = []
         try:
-            channel = connection.channel()
-            while True:
-                method, properties, body = channel.basic_get(queue, auto_ack=True)
-                if method is None:
-                    return messages
-                messages.append((properties, body))
+            return [(properties, body) for _, properties, body in take_all(connection.channel(), queue)]
         finally:
             connection.close()
 
@@ -220,3 +216,34 @@ def pipeline(migrated):
     finally:
         running.stop()
         running.engine.dispose()
+
+
+# --- the monitor API in-process (Flask test client on this run's database) ---
+
+@pytest.fixture
+def app(migrated):
+    application = create_app(migrated)
+    engine = application.extensions["monitor_engine"]
+    with engine.begin() as connection:
+        for table in MONITOR_TABLES:
+            connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
+    yield application
+    engine.dispose()
+
+
+@pytest.fixture
+def sql(app):
+    def run(statement: str, **parameters):
+        with app.extensions["monitor_engine"].begin() as connection:
+            return connection.execute(text(statement), parameters)
+    return run
+
+
+@pytest.fixture
+def as_user(app, migrated):
+    """Return a function that makes requests with a bearer token of an identity."""
+    def request(identity: Identity, method: str, path: str, headers: dict | None = None):
+        token = mint_access_token(migrated, identity)
+        headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+        return app.test_client().open(path, method=method, headers=headers)
+    return request

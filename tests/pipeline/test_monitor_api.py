@@ -6,47 +6,15 @@ import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
 
 from common.auth import Identity, mint_access_token
-from monitor import create_app
 from monitor.charts import bar_chart, nice_ceiling
 from monitor.consumption import day_hours
-from tests.pipeline.conftest import MONITOR_TABLES
 
 CLIENT = Identity(5, "client", "Carla")
 OTHER = Identity(6, "client", "Otto")
 ADMIN = Identity(1, "admin", "Ada")
 BERLIN = "Europe/Berlin"
-
-
-@pytest.fixture
-def app(migrated):
-    application = create_app(migrated)
-    engine = application.extensions["monitor_engine"]
-    with engine.begin() as connection:
-        for table in MONITOR_TABLES:
-            connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
-    yield application
-    engine.dispose()
-
-
-@pytest.fixture
-def sql(app):
-    def run(statement: str, **parameters):
-        with app.extensions["monitor_engine"].begin() as connection:
-            return connection.execute(text(statement), parameters)
-    return run
-
-
-@pytest.fixture
-def as_user(app, migrated):
-    """Return a function that makes requests with a bearer token of an identity."""
-    def request(identity: Identity, method: str, path: str, headers: dict | None = None):
-        token = mint_access_token(migrated, identity)
-        headers = {"Authorization": f"Bearer {token}", **(headers or {})}
-        return app.test_client().open(path, method=method, headers=headers)
-    return request
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from common.auth import Identity, mint_access_token
-from monitor import create_app
+from common.auth import Identity
 from monitor.consumption import monthly_totals, most_hours_over
-from tests.pipeline.conftest import MONITOR_TABLES
 
 CLIENT = Identity(5, "client", "Carla")
 BERLIN = "Europe/Berlin"
@@ -28,17 +26,6 @@ HOURS = [
     (datetime(2026, 3, 31, 22), "2.0"),    # 1 April, 00:00 CEST: April, over the limit
     (datetime(2026, 12, 31, 23), "9.0"),   # 1 January 2027 locally: not this year
 ]
-
-
-@pytest.fixture
-def app(migrated):
-    application = create_app(migrated)
-    engine = application.extensions["monitor_engine"]
-    with engine.begin() as connection:
-        for table in MONITOR_TABLES:
-            connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
-    yield application
-    engine.dispose()
 
 
 @pytest.fixture
@@ -63,10 +50,9 @@ def test_local_months_hold_their_hours_across_the_utc_boundaries(app, device):
     assert most_hours_over(months).first.month == 1
 
 
-def test_the_year_page_highlights_the_month_over_the_limit_most_hours(app, migrated, device):
-    token = mint_access_token(migrated, CLIENT)
-    response = app.test_client().get(f"/monitor/devices/{device}?view=year&date=2026-06-01&tz={BERLIN}",
-                                     headers={"Authorization": f"Bearer {token}", "HX-Request": "true"})
+def test_the_year_page_highlights_the_month_over_the_limit_most_hours(as_user, device):
+    response = as_user(CLIENT, "GET", f"/monitor/devices/{device}?view=year&date=2026-06-01&tz={BERLIN}",
+                       {"HX-Request": "true"})
 
     assert response.status_code == 200
     html = response.get_data(as_text=True)
