@@ -37,7 +37,7 @@ from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter,
 from common.amqp_async import CoalescingSelectConnection
 from common.health import HEALTH
 from common.logs import log_event
-from common.membership import GONE, Heartbeat, Membership
+from common.membership import GONE, LIVE_SECONDS, Heartbeat, Membership
 from common.messages import InvalidMessage, parse_reading
 from common.metrics import READINGS_RECEIVED, READINGS_ROUTED
 from common.settings import Settings
@@ -66,7 +66,7 @@ STARTUP_LISTEN_SECONDS = 1.2
 # How often the queues of replicas that are not live are looked at, and how many
 # looks in a row must find one empty and unused before it is deleted.
 ORPHAN_SCAN_SECONDS = 2.0
-ORPHAN_EMPTY_LOOKS = 2
+ORPHAN_EMPTY_LOOKS = 3
 # Heartbeats older than this are of no use: the replica may be gone since.
 HEARTBEAT_TTL_MS = 3000
 # The view of the replicas for the Pipeline page: this often, rates over the last minute,
@@ -405,8 +405,11 @@ class Balancer:
         now = time.monotonic()
         live = self.membership.live(now)
         if live and live != self.strategy.members:
+            # A replica that left or fell silent is worth a warning; one that joined is not.
+            shrunk = not set(self.strategy.members) <= set(live)
             self.strategy.set_replicas(live)
-            log_event(logger, "balancer.replicas", live=",".join(map(str, live)))
+            log_event(logger, "balancer.replicas", level=logging.WARNING if shrunk else logging.INFO,
+                      live=",".join(map(str, live)))
         listened_enough = self._listening_since is not None and \
             now - self._listening_since >= STARTUP_LISTEN_SECONDS
         if live and listened_enough and self._readings_consumer is None:
@@ -418,7 +421,9 @@ class Balancer:
         least_loaded = isinstance(self.strategy, LeastLoaded)
         if least_loaded and live and not self._refreshing_depths:
             self._refresh_depths(live)
-        if not self._scanning and now - self._last_scan >= ORPHAN_SCAN_SECONDS:
+        # A queue is an orphan only once its replica had time to be heard.
+        heard_enough = listened_enough and now - self._listening_since >= LIVE_SECONDS
+        if heard_enough and not self._scanning and now - self._last_scan >= ORPHAN_SCAN_SECONDS:
             self._last_scan = now
             self._scan_orphans(live)
         if now - self._last_status >= STATUS_SECONDS:

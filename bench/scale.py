@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pika.exceptions  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from common.amqp import connect  # noqa: E402
@@ -142,9 +143,13 @@ class ScaleRun:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             connection = connect(self.settings, declare=False)
-            channel = connection.channel()
-            ready = all(channel.queue_declare(q, passive=True).method.consumer_count for q in queues)
-            connection.close()
+            try:
+                channel = connection.channel()
+                ready = all(channel.queue_declare(q, passive=True).method.consumer_count for q in queues)
+            except pika.exceptions.ChannelClosedByBroker:
+                ready = False  # a queue is not there yet: its replica declares it when it consumes
+            finally:
+                connection.close()
             if ready:
                 time.sleep(MEMBERSHIP_SETTLE_SECONDS)
                 return

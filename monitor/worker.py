@@ -66,8 +66,8 @@ IDLE_WAIT_SECONDS = 1.0
 ALERT_SWEEP_SECONDS = 5.0
 # While a batch is being stored the connections are serviced at least this often.
 SERVICE_WHILE_STORING_SECONDS = 1.0
-# How often a replica tells the balancer it is alive (the balancer gives up after 3 s).
-HEARTBEAT_SECONDS = 1.0
+# How often a replica tells the balancer it is alive (the balancer gives up after 4 s).
+HEARTBEAT_SECONDS = 0.5
 # A stopping replica works its queue this long at most; the balancer moves what is left.
 DRAIN_SECONDS = 8.0
 # ... and leaves once its queue stayed empty this long (readings routed before the
@@ -127,8 +127,6 @@ class IngestWorker:
         self._connection = connect(self.settings)
         self._consume_channel = self._connection.channel()
         self._consume_channel.basic_qos(prefetch_count=PREFETCH)
-        # Any replica number may join: its queue is there before the balancer hears of it.
-        declare_queue(self._consume_channel, ingest_queue_definition(self.replica))
         # Dead letters and alerts go out on a connection of their own, in confirm mode.
         self._publish_connection = connect(self.settings, declare=False)
         self._publish_channel = self._publish_connection.channel()
@@ -147,6 +145,10 @@ class IngestWorker:
 
     def _consume(self) -> None:
         self._batch = []
+        # Any replica number may join: its queue is there before the balancer hears of it.
+        # Declared right before consuming: the balancer deletes an orphan queue that is empty
+        # and unused (a delete in between makes the consume fail, and the reconnect declares again).
+        declare_queue(self._consume_channel, ingest_queue_definition(self.replica))
         consumer_tag = self._consume_channel.basic_consume(self.queue, self._on_delivery)
         while not self.stopping:
             HEALTH.turned()

@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
+from contextlib import contextmanager
 
+import pika.exceptions
 import pytest
 
+from common.amqp import connect
 from common.topology import INGEST_QUEUE_PATTERN, ingest_queue
 from monitor.pipeline_status import pipeline_status
 from tests.pipeline.conftest import wait_for
@@ -65,6 +69,33 @@ def replicas_on_the_page(pipeline) -> dict:
     return {replica.replica: replica for replica in status.replicas}
 
 
+@contextmanager
+def publishing(pipeline, bodies: list[bytes]):
+    """Publish `bodies` in the background while the block runs; leaving waits for the publisher."""
+    publisher = threading.Thread(target=pipeline.publish_readings, args=(bodies,))
+    publisher.start()
+    try:
+        yield
+    finally:
+        publisher.join(60)
+
+
+def start_and_wait_consuming(pipeline, replica: int) -> None:
+    """Start replica `replica` and wait until it consumes (its start-up is the machine's, not ours)."""
+    pipeline.start_worker(replica)
+
+    def consumers() -> int:
+        connection = connect(pipeline.settings, declare=False)
+        try:
+            declared = connection.channel().queue_declare(ingest_queue(replica), passive=True)
+            return declared.method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0  # the replica declares its queue when it starts consuming
+        finally:
+            connection.close()
+    wait_for(consumers, 30, f"replica {replica} to consume\n{pipeline.logs()}", interval=0.2)
+
+
 def stop_replicas(pipeline, replicas: list[int]) -> None:
     """Stop replicas as an operator scaling in does (SIGTERM, all at once); each drains and exits 0."""
     for replica in replicas:
@@ -74,25 +105,24 @@ def stop_replicas(pipeline, replicas: list[int]) -> None:
 
 
 def test_scaling_3_5_2_3_mid_stream_keeps_every_total_exact(pipeline, workload):
+    # Three parts, each published once the replicas of its stage consume, so that every
+    # stage has readings to route whatever this machine's speed.
+    first, second, third = (workload.messages[part::3] for part in range(3))
     pipeline.start_workers()
     pipeline.start_balancer("consistent")
-    with pipeline.publishing_until_busy(workload.messages, stored_at_least=3000):
-        pipeline.start_worker(4)
-        pipeline.start_worker(5)
-        # Joiners get readings within JOIN_SECONDS of starting (their start-up included).
-        wait_for(lambda: stored_by(pipeline, 4) and stored_by(pipeline, 5), JOIN_SECONDS + 3,
+    with pipeline.publishing_until_busy(first, stored_at_least=3000):  # 3 -> 5
+        start_and_wait_consuming(pipeline, 4)
+        start_and_wait_consuming(pipeline, 5)
+    with publishing(pipeline, second):
+        # A replica that joined gets readings within JOIN_SECONDS (plus its first commit).
+        wait_for(lambda: stored_by(pipeline, 4) and stored_by(pipeline, 5), JOIN_SECONDS + 2,
                  f"replicas 4 and 5 to store readings\n{pipeline.logs()}", interval=0.2)
-
-        stop_replicas(pipeline, [3, 4, 5])  # 5 -> 2
-        before = {replica: stored_by(pipeline, replica) for replica in (1, 2)}
-        wait_for(lambda: all(stored_by(pipeline, r) > before[r] for r in (1, 2)), JOIN_SECONDS,
-                 "the two replicas left to go on storing")
-
-        pipeline.start_worker(3)  # 2 -> 3
-        stored_3 = stored_by(pipeline, 3)
-        wait_for(lambda: stored_by(pipeline, 3) > stored_3 or
-                 pipeline.query("SELECT COUNT(*) FROM readings")[0][0] == workload.distinct_readings,
-                 JOIN_SECONDS + 3, "replica 3 back to store readings", interval=0.2)
+        stop_replicas(pipeline, [3, 4, 5])  # 5 -> 2, mid-stream
+    start_and_wait_consuming(pipeline, 3)  # 2 -> 3
+    stored_3 = stored_by(pipeline, 3)
+    with publishing(pipeline, third):
+        wait_for(lambda: stored_by(pipeline, 3) > stored_3, JOIN_SECONDS + 2,
+                 "replica 3 back to store readings", interval=0.2)
 
     assert_nothing_stranded(pipeline, workload)
     # The queues of the slots that are gone were deleted once empty.
