@@ -13,11 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from common.messages import InvalidMessage, load_json_object
+
 # A replica silent for longer than this is no longer routed to. Heartbeats come twice a
 # second; a replica held to a small CPU share on a busy machine was seen silent for 3 s.
 LIVE_SECONDS = 4.0
 # A replica heard for less than this is shown as joining.
 JOINING_SECONDS = 5.0
+
+# Far more replicas than anyone runs: a heartbeat naming a higher one is refused.
+MAX_REPLICA = 1000
 
 ACTIVE, DRAINING = "active", "draining"
 JOINING, GONE = "joining", "gone"
@@ -39,16 +44,15 @@ class Heartbeat:
 
     @classmethod
     def from_json(cls, body: bytes) -> Heartbeat:
-        """Parse a heartbeat body; raise ValueError if it is not one."""
-        fields = json.loads(body)
-        if not isinstance(fields, dict):
-            raise ValueError(f"not a heartbeat: {body[:100]!r}")
+        """Parse a heartbeat body; raise ValueError (InvalidMessage) if it is not one."""
+        fields = load_json_object(body)
         replica, state = fields.get("replica"), fields.get("state")
         is_number = isinstance(replica, int) and not isinstance(replica, bool)
-        if not is_number or replica < 1 or state not in HEARTBEAT_STATES:
-            raise ValueError(f"not a heartbeat: {body[:100]!r}")
+        if not is_number or not 1 <= replica <= MAX_REPLICA or state not in HEARTBEAT_STATES:
+            raise InvalidMessage(f"not a heartbeat: {body[:100]!r}")
         lag = fields.get("lag_seconds", 0.0)
-        lag = float(lag) if isinstance(lag, (int, float)) and not isinstance(lag, bool) else 0.0
+        is_lag = isinstance(lag, (int, float)) and not isinstance(lag, bool) and 0 <= lag < 1e9
+        lag = float(lag) if is_lag else 0.0
         return cls(replica, state, str(fields.get("instance", ""))[:100], lag)
 
 

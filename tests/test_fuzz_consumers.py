@@ -9,6 +9,7 @@ events consumer write to this run's real MariaDB.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import uuid
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from sqlalchemy import text
 
 from balancer.service import Balancer, RoutingCounters
 from balancer.strategies import create_strategy
+from common.membership import HEARTBEAT_STATES, MAX_REPLICA, Heartbeat
 from common.messages import parse_event, parse_reading
 from common.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_REASON_HEADER, INGEST_EXCHANGE
 from monitor.events import EventsConsumer
@@ -189,3 +191,16 @@ def test_the_alert_bridge_emits_or_dead_letters_any_alert(body):
     for destination, sent, headers in connection.sent:
         assert destination.startswith(f"/exchange/{DEAD_LETTER_EXCHANGE}/")
         assert sent == body and headers[DEAD_LETTER_REASON_HEADER].isprintable()
+
+
+@given(bodies({"replica": 1, "state": "active", "instance": "host-1", "lag_seconds": 0.5}))
+@with_poison_examples
+@settings(max_examples=500)
+def test_a_heartbeat_of_any_shape_is_heard_or_refused(body):
+    try:
+        heartbeat = Heartbeat.from_json(body)
+    except ValueError as error:  # what the balancer's handler catches
+        assert str(error).strip()
+        return
+    assert 1 <= heartbeat.replica <= MAX_REPLICA and heartbeat.state in HEARTBEAT_STATES
+    assert math.isfinite(heartbeat.lag_seconds)
