@@ -76,7 +76,7 @@ def connect(settings: Settings, declare: bool = True) -> pika.BlockingConnection
     connection = pika.BlockingConnection(connection_parameters(settings))
     if declare and not settings.amqp_service:
         channel = connection.channel()
-        declare_topology(channel, settings.monitor_replicas, QueueLimits.from_settings(settings))
+        declare_topology(channel, QueueLimits.from_settings(settings))
         channel.close()
     return connection
 

@@ -122,9 +122,9 @@ EXCHANGES: dict[str, str] = {
 }
 
 
-def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
-    """Return every queue of the topology for a pipeline of `replicas` monitors."""
-    fixed = [
+def shared_queues(limits: QueueLimits = QueueLimits()) -> list[Queue]:
+    """Return the queues every process may declare: all but the replicas' ingest queues."""
+    return [
         Queue(DEAD_LETTERS_QUEUE, DEAD_LETTER_EXCHANGE, ("#",),
               {"x-max-length": limits.dead_letters, "x-overflow": "drop-head"}, dead_lettered=False),
         Queue(READINGS_QUEUE, READINGS_EXCHANGE, (READING_ROUTING_KEY,),
@@ -144,7 +144,11 @@ def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
         Queue(PIPELINE_STATUS_QUEUE, CONTROL_EXCHANGE, (BALANCER_STATUS_KEY,),
               {"x-max-length": 1, "x-overflow": "drop-head"}, dead_lettered=False),
     ]
-    return fixed + [ingest_queue_definition(n) for n in range(1, replicas + 1)]
+
+
+def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
+    """Return every queue of the topology for a pipeline of `replicas` monitors."""
+    return shared_queues(limits) + [ingest_queue_definition(n) for n in range(1, replicas + 1)]
 
 
 def ingest_queue_definition(replica: int) -> Queue:
@@ -172,8 +176,13 @@ def declare_queue(channel, queue: Queue) -> None:
         channel.queue_bind(queue=queue.name, exchange=queue.exchange, routing_key=key)
 
 
-def declare_topology(channel, replicas: int, limits: QueueLimits = QueueLimits()) -> None:
-    """Declare every exchange, queue and binding on a pika channel (idempotent)."""
+def declare_topology(channel, limits: QueueLimits = QueueLimits()) -> None:
+    """Declare every exchange and shared queue with its bindings on a pika channel (idempotent).
+
+    Ingest queues are not among them: each replica declares its own, and the balancer
+    deletes the queue of a replica that left once it is empty. Declared by every process,
+    they would come back as fast as they go, and a bind could meet a queue just deleted.
+    """
     declare_exchanges(channel)
-    for queue in queues(replicas, limits):
+    for queue in shared_queues(limits):
         declare_queue(channel, queue)

@@ -69,7 +69,7 @@ def upgrade_broker(settings: Settings) -> list[str]:
                 log_event(logger, "migrations.queue_replaced", queue=queue.name,
                           arguments=queue_arguments(queue))
             _empty_holding_queue(connection, queue)
-        declare_topology(channel, settings.monitor_replicas, QueueLimits.from_settings(settings))
+        declare_topology(channel, QueueLimits.from_settings(settings))
     finally:
         connection.close()
     if settings.amqp_passwords:

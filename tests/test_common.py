@@ -2,6 +2,7 @@
 
 import json
 import math
+import secrets
 from datetime import timedelta
 
 import jwt
@@ -11,7 +12,8 @@ import pytest
 from common.auth import Identity, decode_access_token, mint_access_token
 from common.messages import InvalidMessage, parse_reading
 from common.settings import SettingsError, load_settings
-from common.topology import DEAD_LETTERS_QUEUE, declare_topology, ingest_queue, queues
+from common.topology import DEAD_LETTERS_QUEUE, declare_topology, ingest_queue, queues, shared_queues
+from tests.isolation import own_vhost
 
 DEVICE = "0b6d5c7e-8a4f-4c1e-9d5b-2f6a7e8b9c01"
 NOW_MS = 1_732_611_600_000
@@ -89,20 +91,22 @@ def test_access_token_round_trip_and_refusals(settings):
         decode_access_token(forged, settings)
 
 
-def test_topology_declares_one_ingest_queue_per_replica(settings):
-    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
-    try:
-        channel = connection.channel()
-        declare_topology(channel, replicas=3)
-        declare_topology(channel, replicas=3)  # idempotent
-        for queue in queues(3):
-            channel.queue_declare(queue=queue.name, passive=True)
-        channel.queue_declare(queue=DEAD_LETTERS_QUEUE, passive=True)
-        assert [q.name for q in queues(3) if q.name.startswith("ingest.")] == [
-            ingest_queue(n) for n in (1, 2, 3)
-        ]
-    finally:
-        connection.close()
+def test_topology_declares_the_shared_queues_and_leaves_ingest_queues_to_their_replicas(settings):
+    with own_vhost("topology-" + secrets.token_hex(3)) as amqp_url:
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            channel = connection.channel()
+            declare_topology(channel)
+            declare_topology(channel)  # idempotent
+            for queue in shared_queues():
+                channel.queue_declare(queue=queue.name, passive=True)
+            channel.queue_declare(queue=DEAD_LETTERS_QUEUE, passive=True)
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+                channel.queue_declare(queue=ingest_queue(1), passive=True)
+        finally:
+            if connection.is_open:
+                connection.close()
+    assert [q.name for q in queues(3) if q.name.startswith("ingest.")] == [ingest_queue(n) for n in (1, 2, 3)]
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -31,22 +30,10 @@ from monitor import create_app
 from monitor.storage import create_monitor_engine
 from simulator.publisher import ConfirmedBurstPublisher
 from tests.poison import publish_poison
-from tests.processes import ServiceProcess, python_module
+from tests.processes import ServiceProcess, python_module, wait_for
 
 REPLICAS = 3
 MONITOR_TABLES = ("readings", "hourly_consumption", "alerts", "devices", "replica_stats", "balancer_stats")
-
-
-def wait_for(condition: Callable[[], object], timeout: float, message: str, interval: float = 0.1):
-    """Return the first truthy value of `condition()`, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s: {message}")
-        time.sleep(interval)
 
 
 class Pipeline:
@@ -166,8 +153,11 @@ class Pipeline:
             connection = connect(self.settings)
             try:
                 return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+            except pika.exceptions.ChannelClosedByBroker:
+                return 0  # not declared yet: a replica declares its own queue when it starts
             finally:
-                connection.close()
+                if connection.is_open:
+                    connection.close()
         wait_for(consumers, timeout, f"a consumer on {queue}\n{self.logs()}", interval=0.2)
 
     def purge_queues(self) -> None:
@@ -175,9 +165,13 @@ class Pipeline:
         connection = connect(self.settings)
         try:
             channel = connection.channel()
-            for queue in (READINGS_QUEUE, DEAD_LETTERS_QUEUE, MONITOR_EVENTS_QUEUE,
-                          *(ingest_queue(n) for n in range(1, REPLICAS + 1))):
+            for queue in (READINGS_QUEUE, DEAD_LETTERS_QUEUE, MONITOR_EVENTS_QUEUE):
                 channel.queue_purge(queue)
+            for replica in range(1, REPLICAS + 1):  # a replica's queue exists once it has run
+                try:
+                    channel.queue_purge(ingest_queue(replica))
+                except pika.exceptions.ChannelClosedByBroker:
+                    channel = connection.channel()
         finally:
             connection.close()
 

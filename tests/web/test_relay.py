@@ -69,7 +69,7 @@ class EventTap:
     def __init__(self, settings):
         self.connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
         self.channel = self.connection.channel()
-        declare_topology(self.channel, settings.monitor_replicas)
+        declare_topology(self.channel)
         self.queue = self.channel.queue_declare(queue="", exclusive=True).method.queue
         self.channel.queue_bind(queue=self.queue, exchange=EVENTS_EXCHANGE, routing_key="#")
 
