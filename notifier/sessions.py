@@ -80,7 +80,9 @@ class SessionWatch:
             if user is None or not known.admit(user.identity.token_version):
                 ended.append(sid)
         for sid in ended:
-            self.socketio.server.disconnect(sid, namespace=NAMESPACE)
+            # A local socket, and every instance hears the same event: nothing to tell the others
+            # through the message queue (whose disconnect messages every instance would handle).
+            self.socketio.server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
         if ended:
             log_event(logger, "socket.session_ended", user_id=user_id, sockets=len(ended))
         return len(ended)

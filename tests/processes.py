@@ -36,6 +36,18 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | 
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
+def wait_for(condition, timeout: float, message: str, interval: float = 0.1):
+    """Return the first truthy value of `condition()`, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s: {message}")
+        time.sleep(interval)
+
+
 def python_module(*arguments: str) -> list[str]:
     """Return the command that runs `python -m …` with this interpreter."""
     return [sys.executable, "-m", *arguments]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import socketio
 
+from common.realtime import ADMINS_ROOM, socketio_emitter, user_room
 from tests.notifier.conftest import (
     Browser,
     make_alert,
@@ -13,18 +16,24 @@ from tests.notifier.conftest import (
     publish_alert,
     token_for,
 )
-from tests.processes import free_port, wait_for_port
+from tests.processes import free_port, wait_for, wait_for_port
 
 ALERTS = 12
 
 
 @pytest.fixture(scope="module")
-def second_notifier(settings, notifier):
-    """Run a second notifier beside the session's one; yield its URL."""
-    port = free_port()
-    with notifier_process(settings, port, "notifier-replica-2") as process:
-        wait_for_port(port, process=process.process)
-        yield f"http://127.0.0.1:{port}"
+def replicas(settings):
+    """Run two notifier replicas of this module's own, started together; yield their URLs."""
+    ports = [free_port(), free_port()]
+    processes = [notifier_process(settings, port, f"notifier-replica-{n}").start()
+                 for n, port in enumerate(ports, start=1)]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_for_port(port, process=process.process)
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.stop()
 
 
 @pytest.fixture
@@ -46,11 +55,21 @@ def socket_on(settings):
 
 
 def test_alerts_reach_sockets_on_every_replica_whichever_replica_consumes_them(
-        notifier, second_notifier, socket_on, publisher):
+        settings, replicas, socket_on, publisher):
     owner = new_user_id()
-    owner_socket = socket_on(notifier.url, owner)
-    admin_socket = socket_on(second_notifier, new_user_id(), role="admin")
+    owner_socket = socket_on(replicas[1], owner)
+    admin_socket = socket_on(replicas[0], new_user_id(), role="admin")
     alerts = [make_alert(owner) for _ in range(ALERTS)]
+    # A replica takes sockets a moment before its message-queue listener is bound: wait until
+    # both hear a broadcast, or alerts emitted by the others in that moment never reach them.
+    emitter = socketio_emitter(settings)
+
+    def both_listening() -> bool:
+        emitter.emit("probe", {}, to=[user_room(owner), ADMINS_ROOM])
+        time.sleep(0.2)
+        return bool(owner_socket.received_now("probe")) & bool(admin_socket.received_now("probe"))
+
+    wait_for(both_listening, 10, "both replicas hear the Socket.IO message queue")
 
     # Both replicas consume notifier.alerts, so each takes its share of these.
     for alert in alerts:
