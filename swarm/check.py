@@ -218,8 +218,8 @@ def replay_command(device_id: str) -> list[str]:
 def start_replay(stack: str, device_id: str, values: list[Decimal]) -> tuple[subprocess.Popen, int]:
     """Start the simulator's replay of `values` in a running task; return it and its end time."""
     csv = "kwh\n" + "\n".join(str(value) for value in values) + "\n"
-    # Any task of the one image runs the simulator; the stack's own simulator is paused by now.
-    container = running_container(stack, "web")
+    # The simulator's own task, idle by now: only it holds the simulator's broker password.
+    container = running_container(stack, "simulator")
     end_ms = int(time.time() * 1000)
     process = subprocess.Popen(["docker", "exec", "-i", container, *replay_command(device_id)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -289,10 +289,12 @@ def seed_and_login(stack: str, url: str) -> Gateway:
 
 
 def check_live_simulator_then_pause_it(stack: str, gateway: Gateway) -> None:
-    """Wait for the stack's live simulator to feed a demo device, then scale it to 0.
+    """Wait for the stack's live simulator to feed a demo device, then make its task idle.
 
     The live simulator sends readings for every device it found at start: paused,
     it cannot add to the test devices, whose totals must be exactly the replays'.
+    Its task stays, idle: only it holds the simulator's broker password, so the
+    replays run in it.
     """
     devices = [device["id"] for device in gateway.get("/api/devices").json()["items"]]
 
@@ -303,8 +305,8 @@ def check_live_simulator_then_pause_it(stack: str, gateway: Gateway) -> None:
 
     wait_until("the live simulator's readings on a demo device", some_device_fed, timeout=180)
     passed("the stack's live simulator feeds the demo devices through balancer and monitors")
-    docker("service", "scale", "--detach=false", f"{stack}_simulator=0")
-    say("paused the live simulator (scaled to 0) for the exact-totals checks")
+    docker("service", "update", "--detach=false", "--args", "sleep infinity", f"{stack}_simulator")
+    say("paused the live simulator (its task now idles) for the exact-totals checks")
 
 
 def create_device(gateway: Gateway, name: str, limit: str, owner_id: int) -> str:
