@@ -30,12 +30,11 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 
 from balancer.strategies import STRATEGY_NAMES  # noqa: E402
+from bench.measure import publish_until_stored  # noqa: E402
 from common.amqp import connect  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from common.topology import (  # noqa: E402
     DEAD_LETTERS_QUEUE,
-    READING_ROUTING_KEY,
-    READINGS_EXCHANGE,
     READINGS_QUEUE,
     ingest_queue,
 )
@@ -150,18 +149,7 @@ class PipelineRun:
             self.wait_for_consumers()
             device_ids = [str(uuid.uuid4()) for _ in range(devices)]
             bodies = load_bodies(device_ids, count, now_ms() // 600_000 * 600_000)
-            started = time.monotonic()
-            publisher = threading.Thread(target=ConfirmedBurstPublisher(
-                self.settings, READINGS_EXCHANGE, READING_ROUTING_KEY).publish_all, args=(bodies,))
-            publisher.start()
-            deadline = started + TIMEOUT_SECONDS
-            while self.stored() < count:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"only {self.stored()} of {count} readings stored")
-                time.sleep(0.02)
-            seconds = time.monotonic() - started
-            publisher.join()
-            return count / seconds
+            return publish_until_stored(self.settings, bodies, self.stored, TIMEOUT_SECONDS)
         finally:
             for process in processes:
                 process.stop()

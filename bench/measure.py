@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import resource
+import threading
+import time
 from pathlib import Path
 
 
@@ -65,3 +67,26 @@ def process_tree_rss_kib(pid: int) -> int:
         total += rss_kib(current)
         pending += children.get(current, [])
     return total
+
+
+def publish_until_stored(settings, bodies, stored, timeout: float) -> float:
+    """Publish readings in the background until `stored()` counts them all; return readings/s.
+
+    The clock runs from the first publish to the last reading stored: the pipeline's
+    end-to-end throughput, publishing included.
+    """
+    bodies = list(bodies)
+    from common.topology import READING_ROUTING_KEY, READINGS_EXCHANGE
+    from simulator.publisher import ConfirmedBurstPublisher
+
+    publisher = threading.Thread(target=ConfirmedBurstPublisher(
+        settings, READINGS_EXCHANGE, READING_ROUTING_KEY).publish_all, args=(bodies,))
+    started = time.monotonic()
+    publisher.start()
+    while stored() < len(bodies):
+        if time.monotonic() > started + timeout:
+            raise TimeoutError(f"only {stored()} of {len(bodies)} readings stored")
+        time.sleep(0.02)
+    seconds = time.monotonic() - started
+    publisher.join()
+    return len(bodies) / seconds

@@ -26,7 +26,6 @@ import math
 import os
 import secrets
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -37,12 +36,11 @@ sys.path.insert(0, str(ROOT))
 import pika.exceptions  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from bench.measure import publish_until_stored  # noqa: E402
 from common.amqp import connect  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from common.topology import (  # noqa: E402
     DEAD_LETTERS_QUEUE,
-    READING_ROUTING_KEY,
-    READINGS_EXCHANGE,
     READINGS_QUEUE,
     declare_queue,
     ingest_queue,
@@ -51,7 +49,6 @@ from common.topology import (  # noqa: E402
 from migrations.runner import upgrade  # noqa: E402
 from monitor.storage import create_monitor_engine  # noqa: E402
 from simulator.modes import load_bodies, now_ms  # noqa: E402
-from simulator.publisher import ConfirmedBurstPublisher  # noqa: E402
 from tests.isolation import isolated  # noqa: E402
 from tests.processes import ServiceProcess, python_module  # noqa: E402
 
@@ -177,18 +174,7 @@ class ScaleRun:
                 self.quota.hold(str(n), worker.process.pid)
             device_ids = [str(uuid.uuid4()) for _ in range(devices)]
             bodies = load_bodies(device_ids, count, now_ms() // 600_000 * 600_000)
-            started = time.monotonic()
-            publisher = threading.Thread(target=ConfirmedBurstPublisher(
-                self.settings, READINGS_EXCHANGE, READING_ROUTING_KEY).publish_all, args=(bodies,))
-            publisher.start()
-            deadline = started + TIMEOUT_SECONDS
-            while self.stored() < count:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"only {self.stored()} of {count} readings stored")
-                time.sleep(0.05)
-            seconds = time.monotonic() - started
-            publisher.join()
-            return count / seconds
+            return publish_until_stored(self.settings, bodies, self.stored, TIMEOUT_SECONDS)
         finally:
             for process in processes:
                 process.stop()
