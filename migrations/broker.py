@@ -95,12 +95,18 @@ def _declared_as_wanted(connection, queue: Queue) -> bool:
 
 def _queue_exists(connection, name: str) -> bool:
     channel = connection.channel()
+    # A missing queue is the usual answer here: pika would log each one as a warning.
+    pika_channel_log = logging.getLogger("pika.channel")
+    level = pika_channel_log.level
+    pika_channel_log.setLevel(logging.ERROR)
     try:
         channel.queue_declare(name, passive=True)
     except pika.exceptions.ChannelClosedByBroker as error:
         if error.reply_code == NOT_FOUND:
             return False
         raise
+    finally:
+        pika_channel_log.setLevel(level)
     channel.close()
     return True
 
