@@ -36,7 +36,9 @@ from common.settings import load_settings  # noqa: E402
 from common.topology import (  # noqa: E402
     DEAD_LETTERS_QUEUE,
     READINGS_QUEUE,
+    declare_queue,
     ingest_queue,
+    ingest_queue_definition,
 )
 from migrations.runner import upgrade  # noqa: E402
 from monitor.storage import create_monitor_engine  # noqa: E402
@@ -115,8 +117,12 @@ class PipelineRun:
                 connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
         connection = connect(self.settings)
         channel = connection.channel()
-        for queue in (READINGS_QUEUE, DEAD_LETTERS_QUEUE, *(ingest_queue(n) for n in range(1, 4))):
+        for queue in (READINGS_QUEUE, DEAD_LETTERS_QUEUE):
             channel.queue_purge(queue)
+        for n in range(1, self.replicas + 1):
+            # Each replica's own queue (the balancer deletes one whose replica is gone).
+            declare_queue(channel, ingest_queue_definition(n))
+            channel.queue_purge(ingest_queue(n))
         connection.close()
 
     def wait_for_consumers(self) -> None:
