@@ -8,14 +8,22 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
-from common.amqp import ConfirmingPublisher
+from common.amqp import ConfirmingPublisher, connect, take_all
 from common.auth import Identity, mint_access_token
 from common.messages import Event, UserState
-from common.topology import CHAT_MESSAGE_KEY, EVENTS_EXCHANGE
+from common.topology import (
+    CHAT_MESSAGE_KEY,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_REASON_HEADER,
+    EVENTS_EXCHANGE,
+    SUPPORT_EVENTS_QUEUE,
+)
 from support.users import DELETED_SENDER, DELETED_USER_NAME
+from tests.poison import POISON, publish_poison
 from tests.support.conftest import client_message, support_database, wait_until
 
 # Sequences above any the portal of this run could have published: events of the tests win.
@@ -105,3 +113,28 @@ def test_support_refuses_the_tokens_of_an_ended_session(users, migrated, publish
     fresh = mint_access_token(migrated, Identity(client.id, "client", "x", token_version=1))
     assert client.http("GET", "/api/support/conversation",
                        headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+
+
+def test_poison_user_events_are_dead_lettered_once_and_the_next_event_still_applies(
+        users, migrated, publish_user_event):
+    client = users("client")
+    client.send("hello there")
+    wait_until(lambda: conversation_of(migrated, client.id), message="the conversation")
+    connection = connect(migrated)
+    try:
+        channel = connection.channel()
+        copies = channel.queue_declare(queue="", exclusive=True).method.queue
+        channel.queue_bind(copies, DEAD_LETTER_EXCHANGE, routing_key=SUPPORT_EVENTS_QUEUE + ".#")
+        channel.confirm_delivery()
+        publish_poison(channel, EVENTS_EXCHANGE, "user.updated")
+        publish_user_event("user.updated", client.id, "After Poison")
+
+        wait_until(lambda: conversation_of(migrated, client.id)[1] == "After Poison", timeout=5,
+                   message="the event behind the poison applied")
+        dead: list = []
+        wait_until(lambda: dead.extend(take_all(channel, copies)) or len(dead) >= len(POISON),
+                   message="every poison event dead-lettered")
+    finally:
+        connection.close()
+    assert Counter(body for _, _, body in dead) == Counter(body for _, body, _ in POISON)
+    assert all(properties.headers[DEAD_LETTER_REASON_HEADER].isprintable() for _, properties, _ in dead)
