@@ -10,7 +10,8 @@ keeps as the one message of `pipeline.status`: read, then put back.
 
 from __future__ import annotations
 
-import json
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,8 +20,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from common.amqp import CONNECTION_ERRORS, connect
+from common.membership import ACTIVE, DRAINING, GONE, JOINING, MAX_REPLICA
+from common.messages import InvalidMessage, load_json_object
 from common.settings import Settings
 from common.topology import DEAD_LETTERS_QUEUE, PIPELINE_STATUS_QUEUE, READINGS_QUEUE, ingest_queue
+
+REPLICA_STATES = (JOINING, ACTIVE, DRAINING, GONE)
+# The balancer's view of a thousand replicas stays far below this.
+MAX_VIEW_BYTES = 1_048_576
 
 
 @dataclass
@@ -69,14 +76,29 @@ class PipelineStatus:
         return sum(replica.stored for replica in self.replicas)
 
 
-def queue_states(settings: Settings, names: list[str]) -> dict[str, QueueState] | None:
-    """Return depth and consumers of each queue by passive declares, or None if the broker is away."""
-    states = {}
+@contextmanager
+def broker_connection(settings: Settings):
+    """Yield a connection to the broker (declaring nothing), or None if it is away; close it after."""
     try:
         connection = connect(settings, declare=False)
     except CONNECTION_ERRORS:
-        return None
+        yield None
+        return
     try:
+        yield connection
+    finally:
+        try:
+            connection.close()
+        except CONNECTION_ERRORS:
+            pass
+
+
+def queue_states(settings: Settings, names: list[str]) -> dict[str, QueueState] | None:
+    """Return depth and consumers of each queue by passive declares, or None if the broker is away."""
+    with broker_connection(settings) as connection:
+        if connection is None:
+            return None
+        states = {}
         channel = connection.channel()
         for name in names:
             try:
@@ -86,40 +108,55 @@ def queue_states(settings: Settings, names: list[str]) -> dict[str, QueueState] 
                 # A missing queue closes the channel: note it and carry on with a new one.
                 states[name] = QueueState(name)
                 channel = connection.channel()
-    finally:
-        try:
-            connection.close()
-        except CONNECTION_ERRORS:
-            pass
-    return states
+        return states
 
 
-def balancer_view(settings: Settings) -> dict | None:
-    """Return the balancer's latest view of the replicas, leaving it in its queue; None if there is none."""
-    try:
-        connection = connect(settings, declare=False)
-    except CONNECTION_ERRORS:
-        return None
-    try:
-        channel = connection.channel()
-        method, _properties, body = channel.basic_get(PIPELINE_STATUS_QUEUE)
-        if method is None:
-            return None
-        channel.basic_nack(method.delivery_tag, requeue=True)
-        return json.loads(body)
-    except (*CONNECTION_ERRORS, ValueError):
-        return None
-    finally:
+def balancer_view(settings: Settings) -> dict:
+    """Return the balancer's latest view of the replicas (left in its queue), or {} if there is none.
+
+    Whatever the queue holds is read like any message: a body that is not the balancer's
+    view gives an empty one, never an error page.
+    """
+    with broker_connection(settings) as connection:
+        if connection is None:
+            return {}
         try:
-            connection.close()
-        except CONNECTION_ERRORS:
-            pass
+            channel = connection.channel()
+            method, _properties, body = channel.basic_get(PIPELINE_STATUS_QUEUE)
+            if method is None:
+                return {}
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return load_json_object(body, MAX_VIEW_BYTES)
+        except (*CONNECTION_ERRORS, InvalidMessage):
+            return {}
+
+
+def _number(value) -> float | None:
+    return float(value) if type(value) in (int, float) and math.isfinite(value) else None
+
+
+def known_replicas(view: dict) -> dict[int, dict]:
+    """Return the view's entries by replica number, with only the fields the page shows, well-typed."""
+    entries = view.get("replicas")
+    known = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or type(entry.get("replica")) is not int \
+                or not 1 <= entry["replica"] <= MAX_REPLICA:
+            continue
+        devices = entry.get("devices")
+        known[entry["replica"]] = {
+            "state": entry.get("state") if entry.get("state") in REPLICA_STATES else None,
+            "readings_per_second": _number(entry.get("readings_per_second")),
+            "lag_seconds": _number(entry.get("lag_seconds")),
+            "devices": devices if type(devices) is int else None,
+        }
+    return known
 
 
 def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatus:
     """Collect the pipeline's state for the admin page."""
-    view = balancer_view(settings) or {}
-    seen = {entry["replica"]: entry for entry in view.get("replicas", []) if isinstance(entry, dict)}
+    view = balancer_view(settings)
+    seen = known_replicas(view)
     # The queues declared from the start, and every replica the balancer knows of.
     replicas = sorted(set(range(1, settings.monitor_replicas + 1)) | set(seen))
     names = [READINGS_QUEUE, DEAD_LETTERS_QUEUE, *(ingest_queue(n) for n in replicas)]

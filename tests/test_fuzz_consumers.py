@@ -26,6 +26,7 @@ from common.membership import HEARTBEAT_STATES, MAX_REPLICA, Heartbeat
 from common.messages import parse_event, parse_reading
 from common.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_REASON_HEADER, INGEST_EXCHANGE
 from monitor.events import EventsConsumer
+from monitor.pipeline_status import REPLICA_STATES, known_replicas
 from monitor.storage import create_monitor_engine
 from monitor.worker import IngestWorker
 from notifier.alerts import _Subscription
@@ -204,3 +205,17 @@ def test_a_heartbeat_of_any_shape_is_heard_or_refused(body):
         return
     assert 1 <= heartbeat.replica <= MAX_REPLICA and heartbeat.state in HEARTBEAT_STATES
     assert math.isfinite(heartbeat.lag_seconds)
+
+
+@given(st.one_of(json_values, with_fields({"replicas": [{"replica": 1, "state": "active",
+                                                         "readings_per_second": 2.5, "lag_seconds": 0.1,
+                                                         "devices": 4}]}, json_values)))
+@settings(max_examples=500)
+def test_the_pipeline_page_reads_any_balancer_view_without_failing(view):
+    known = known_replicas(view if isinstance(view, dict) else {"replicas": view})
+    for replica, entry in known.items():
+        assert 1 <= replica <= MAX_REPLICA
+        assert entry["state"] in (*REPLICA_STATES, None)
+        for field in ("readings_per_second", "lag_seconds"):
+            assert entry[field] is None or math.isfinite(entry[field])
+        assert entry["devices"] is None or type(entry["devices"]) is int
