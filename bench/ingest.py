@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pika.exceptions  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from balancer.strategies import STRATEGY_NAMES  # noqa: E402
@@ -51,6 +52,8 @@ GOAL_READINGS_PER_SECOND = 3000
 GOAL_RATIO = 0.35
 CEILING_QUEUE = "bench.ceiling"
 TIMEOUT_SECONDS = 300
+# Replicas heartbeat twice a second: the balancer has heard them all by then.
+MEMBERSHIP_SETTLE_SECONDS = 2.5
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -103,6 +106,8 @@ def broker_ceiling(settings, count: int) -> float:
 class PipelineRun:
     """One end-to-end run: balancer + replicas, `count` readings, until all are committed."""
 
+    name = "bench"
+
     def __init__(self, settings, engine, strategy: str, replicas: int):
         self.settings = settings
         self.engine = engine
@@ -112,6 +117,7 @@ class PipelineRun:
                     "EMS_LOG_LEVEL": "WARNING"}
 
     def reset(self) -> None:
+        """Empty the tables and the queues of the last run."""
         with self.engine.begin() as connection:
             for table in ("readings", "hourly_consumption", "alerts", "replica_stats", "balancer_stats"):
                 connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
@@ -126,15 +132,21 @@ class PipelineRun:
         connection.close()
 
     def wait_for_consumers(self) -> None:
-        """Wait until the balancer and every replica consume (start-up is not measured)."""
+        """Wait until the balancer routes and every replica consumes (start-up is not measured)."""
         queues = [READINGS_QUEUE, *(ingest_queue(n) for n in range(1, self.replicas + 1))]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             connection = connect(self.settings, declare=False)
-            channel = connection.channel()
-            ready = all(channel.queue_declare(q, passive=True).method.consumer_count for q in queues)
-            connection.close()
+            try:
+                channel = connection.channel()
+                ready = all(channel.queue_declare(q, passive=True).method.consumer_count for q in queues)
+            except pika.exceptions.ChannelClosedByBroker:
+                ready = False  # a queue is not there yet: its replica declares it when it consumes
+            finally:
+                connection.close()
             if ready:
+                # The balancer routes to a replica once it has heard its heartbeats.
+                time.sleep(MEMBERSHIP_SETTLE_SECONDS)
                 return
             time.sleep(0.2)
         raise TimeoutError("the pipeline did not start")
@@ -143,22 +155,31 @@ class PipelineRun:
         with self.engine.connect() as connection:
             return connection.execute(text("SELECT COUNT(*) FROM readings")).scalar()
 
+    def started(self, workers: list[ServiceProcess]) -> None:
+        """Act on the replicas once they consume, before the clock starts (nothing here)."""
+
+    def stopped(self) -> None:
+        """Undo what `started` did (nothing here)."""
+
     def measure(self, count: int, devices: int) -> float:
         """Return readings/s from the first publish to the last hourly total committed."""
         self.reset()
-        processes = [ServiceProcess(python_module("balancer"), env=self.env, name="bench-balancer")]
-        processes += [ServiceProcess(python_module("monitor", "worker", "--replica", str(n)), env=self.env,
-                                     name=f"bench-monitor-{n}") for n in range(1, self.replicas + 1)]
+        balancer = ServiceProcess(python_module("balancer"), env=self.env, name=f"{self.name}-balancer")
+        workers = [ServiceProcess(python_module("monitor", "worker", "--replica", str(n)), env=self.env,
+                                  name=f"{self.name}-monitor-{n}") for n in range(1, self.replicas + 1)]
+        processes = [balancer, *workers]
         for process in processes:
             process.start()
         try:
             self.wait_for_consumers()
+            self.started(workers)
             device_ids = [str(uuid.uuid4()) for _ in range(devices)]
             bodies = load_bodies(device_ids, count, now_ms() // 600_000 * 600_000)
             return publish_until_stored(self.settings, bodies, self.stored, TIMEOUT_SECONDS)
         finally:
             for process in processes:
                 process.stop()
+            self.stopped()
 
 
 def main() -> None:

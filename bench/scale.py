@@ -27,38 +27,23 @@ import os
 import secrets
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pika.exceptions  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 
-from bench.measure import publish_until_stored  # noqa: E402
-from common.amqp import connect  # noqa: E402
+from bench.ingest import PipelineRun  # noqa: E402
 from common.settings import load_settings  # noqa: E402
-from common.topology import (  # noqa: E402
-    DEAD_LETTERS_QUEUE,
-    READINGS_QUEUE,
-    declare_queue,
-    ingest_queue,
-    ingest_queue_definition,
-)
 from migrations.runner import upgrade  # noqa: E402
 from monitor.storage import create_monitor_engine  # noqa: E402
-from simulator.modes import load_bodies, now_ms  # noqa: E402
 from tests.isolation import isolated  # noqa: E402
-from tests.processes import ServiceProcess, python_module  # noqa: E402
+from tests.processes import ServiceProcess  # noqa: E402
 
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_PREFIX = "ems-bench-scale-"
 PERIOD_US = 100_000
 GOAL_EFFICIENCY = 0.8
-TIMEOUT_SECONDS = 300
-# Heartbeats come every second: after this the balancer routes over every replica.
-MEMBERSHIP_SETTLE_SECONDS = 2.5
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -110,75 +95,22 @@ class CpuQuota:
         self.groups = []
 
 
-class ScaleRun:
-    """One run: the balancer and N throttled replicas, `count` readings, until all are committed."""
+class ScaleRun(PipelineRun):
+    """One run whose replicas are each held to a CPU quota, so that replicas are the bottleneck."""
+
+    name = "scale"
 
     def __init__(self, settings, engine, quota: CpuQuota, strategy: str, replicas: int):
-        self.settings = settings
-        self.engine = engine
+        super().__init__(settings, engine, strategy, replicas)
         self.quota = quota
-        self.replicas = replicas
-        self.env = {"EMS_BALANCER_STRATEGY": strategy, "EMS_MONITOR_REPLICAS": str(replicas),
-                    "EMS_LOG_LEVEL": "WARNING"}
 
-    def reset(self) -> None:
-        """Empty the tables and the queues of the last run."""
-        with self.engine.begin() as connection:
-            for table in ("readings", "hourly_consumption", "alerts", "replica_stats", "balancer_stats"):
-                connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
-        connection = connect(self.settings)
-        channel = connection.channel()
-        for queue in (READINGS_QUEUE, DEAD_LETTERS_QUEUE):
-            channel.queue_purge(queue)
-        for n in range(1, self.replicas + 1):
-            # The balancer deletes the queue of a replica of an earlier run that is gone.
-            declare_queue(channel, ingest_queue_definition(n))
-            channel.queue_purge(ingest_queue(n))
-        connection.close()
+    def started(self, workers: list[ServiceProcess]) -> None:
+        """Put each replica under its quota."""
+        for n, worker in enumerate(workers, start=1):
+            self.quota.hold(str(n), worker.process.pid)
 
-    def wait_for_consumers(self) -> None:
-        """Wait until the balancer routes and every replica consumes (start-up is not measured)."""
-        queues = [READINGS_QUEUE, *(ingest_queue(n) for n in range(1, self.replicas + 1))]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            connection = connect(self.settings, declare=False)
-            try:
-                channel = connection.channel()
-                ready = all(channel.queue_declare(q, passive=True).method.consumer_count for q in queues)
-            except pika.exceptions.ChannelClosedByBroker:
-                ready = False  # a queue is not there yet: its replica declares it when it consumes
-            finally:
-                connection.close()
-            if ready:
-                time.sleep(MEMBERSHIP_SETTLE_SECONDS)
-                return
-            time.sleep(0.2)
-        raise TimeoutError("the pipeline did not start")
-
-    def stored(self) -> int:
-        with self.engine.connect() as connection:
-            return connection.execute(text("SELECT COUNT(*) FROM readings")).scalar()
-
-    def measure(self, count: int, devices: int) -> float:
-        """Return readings/s from the first publish to the last reading committed."""
-        self.reset()
-        balancer = ServiceProcess(python_module("balancer"), env=self.env, name="scale-balancer")
-        workers = [ServiceProcess(python_module("monitor", "worker", "--replica", str(n)), env=self.env,
-                                  name=f"scale-monitor-{n}") for n in range(1, self.replicas + 1)]
-        processes = [balancer, *workers]
-        for process in processes:
-            process.start()
-        try:
-            self.wait_for_consumers()
-            for n, worker in enumerate(workers, start=1):
-                self.quota.hold(str(n), worker.process.pid)
-            device_ids = [str(uuid.uuid4()) for _ in range(devices)]
-            bodies = load_bodies(device_ids, count, now_ms() // 600_000 * 600_000)
-            return publish_until_stored(self.settings, bodies, self.stored, TIMEOUT_SECONDS)
-        finally:
-            for process in processes:
-                process.stop()
-            self.quota.release()
+    def stopped(self) -> None:
+        self.quota.release()
 
 
 def efficiency(rates: dict[int, float], replicas: int) -> float:
