@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 REFRESH_WHEN_LEFT = 0.5
 # The claim that names the session (the refresh token family) in both kinds of token.
 SESSION_CLAIM = "sid"
+# A refresh token used again this soon after its first use is a race of one browser, not a theft.
+REFRESH_REUSE_GRACE = timedelta(seconds=10)
 
 
 class TooManyAttempts(Exception):
@@ -88,11 +90,16 @@ def revoke_session(session_id: str | None) -> int:
 def rotate_refresh_token(claims: dict) -> tuple[User, str, str] | None:
     """Use a verified refresh token once: return (user, new refresh token, session), or None.
 
-    A token used before, revoked, or unknown gets None; one used before also revokes
-    its whole session, since either the thief or the owner holds a copy.
+    A token used before (but for a race of one browser, REFRESH_REUSE_GRACE), revoked,
+    or unknown gets None; one used before also revokes its whole session, since either
+    the thief or the owner holds a copy.
     """
     row = db.session.get(RefreshToken, claims.get("jti"), with_for_update=True)
-    if row is None or row.used_at is not None or row.revoked_at is not None:
+    # Two requests of one browser refreshing at once (two tabs, two scripts): the later
+    # one waited for the first's lock moments ago. Not a stolen copy: both get a token.
+    racing = row is not None and row.revoked_at is None and row.used_at is not None \
+        and utcnow() - row.used_at <= REFRESH_REUSE_GRACE
+    if not racing and (row is None or row.used_at is not None or row.revoked_at is not None):
         if row is not None and row.used_at is not None:
             revoked = revoke_session(row.family)
             log_event(logger, "refresh.reused", level=logging.WARNING, user_id=row.user_id, revoked=revoked)
@@ -101,7 +108,7 @@ def rotate_refresh_token(claims: dict) -> tuple[User, str, str] | None:
     user = db.session.get(User, row.user_id)
     if user is None:
         return None
-    row.used_at = utcnow()
+    row.used_at = row.used_at or utcnow()
     token = _issue_refresh_token(user, row.family)
     db.session.commit()
     return user, token, row.family
