@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from web.extensions import db
@@ -40,6 +40,10 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Carried in every token; bumping it ends every session of the user (common.auth).
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # IANA name; None until the browser reports it at the first sign-in (web.preferences).
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Opted in to browser notifications (the Notification API) for alerts and warnings.
+    notify_browser: Mapped[bool] = mapped_column(Boolean, default=False)
 
     devices: Mapped[list[Device]] = relationship(back_populates="owner", passive_deletes=True)
 
