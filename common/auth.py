@@ -34,6 +34,8 @@ JWT_ALGORITHM = "HS256"
 ROLES = ("admin", "client")
 # The claim that carries the user's token version when the token was issued.
 TOKEN_VERSION_CLAIM = "ver"  # noqa: S105 - a claim name
+# The claim that carries the user's IANA time zone (absent until the browser reported one).
+TIMEZONE_CLAIM = "tz"
 # How long a service trusts what it looked up about a user's sessions: the most
 # a revoked token can outlive its revocation there (plus the event's travel time).
 SESSION_CACHE_SECONDS = 2.0

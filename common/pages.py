@@ -8,11 +8,11 @@ from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, render_template, request
-from flask_jwt_extended import verify_jwt_in_request
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from htmx_flask import Htmx
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from common.auth import Identity, current_identity, wants_json
+from common.auth import TIMEZONE_CLAIM, Identity, current_identity, wants_json
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # The browser reports its IANA time zone in this cookie (set by static/js/ems.js).
@@ -20,13 +20,27 @@ TIMEZONE_COOKIE = "tz"
 
 
 def viewer_timezone() -> ZoneInfo:
-    """Return the viewer's time zone: `?tz=`, else the browser's cookie, else UTC."""
-    # The browser stores the name URL-encoded ("Europe%2FBucharest").
-    name = request.args.get("tz") or unquote(request.cookies.get(TIMEZONE_COOKIE, "")) or "UTC"
+    """Return the viewer's zone: `?tz=`, else the token's `tz` claim, else the browser's cookie, else UTC."""
+    # The browser stores the cookie's name URL-encoded ("Europe%2FBucharest").
+    browser_zone = unquote(request.cookies.get(TIMEZONE_COOKIE, ""))
+    for name in (request.args.get("tz"), _token_timezone(), browser_zone):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def _token_timezone() -> str | None:
+    """Return the `tz` claim of the request's valid access token (the user's Profile choice), if any."""
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+        if verify_jwt_in_request(optional=True) is None:
+            return None
+        zone = get_jwt().get(TIMEZONE_CLAIM)
+    except Exception:  # noqa: BLE001 - no valid token: no zone from it
+        return None
+    return zone if isinstance(zone, str) else None
 
 
 def viewer() -> Identity | None:

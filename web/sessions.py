@@ -26,7 +26,7 @@ from flask_jwt_extended import (
 )
 from sqlalchemy import delete, select, update
 
-from common.auth import ACCESS_COOKIE, Identity, KnownSessions
+from common.auth import ACCESS_COOKIE, TIMEZONE_CLAIM, Identity, KnownSessions
 from common.logs import log_event
 from web import ratelimit
 from web.accounts import find_by_email
@@ -58,6 +58,9 @@ def access_token_for(user: User, session_id: str | None = None) -> str:
     claims = identity_of(user).claims()
     if session_id:
         claims[SESSION_CLAIM] = session_id
+    if user.timezone:
+        # Pages of every service show times in this zone (common.pages.viewer_timezone).
+        claims[TIMEZONE_CLAIM] = user.timezone
     return create_access_token(identity=str(user.id), additional_claims=claims)
 
 

@@ -24,6 +24,7 @@ from web.accounts import create_user
 from web.extensions import db
 from web.models import ROLE_CLIENT
 from web.portal_settings import signup_enabled
+from web.preferences import remember_detected_timezone
 from web.sessions import (
     SESSION_CLAIM,
     TooManyAttempts,
@@ -74,6 +75,7 @@ def login_submit():
         return _login_error(email, target, TOO_MANY_ATTEMPTS, 429)
     if user is None:
         return _login_error(email, target, BAD_CREDENTIALS, 401)
+    remember_detected_timezone(user, request.form.get("timezone"))
     return start_session(redirect(target or home_for(user), 303), user)
 
 
@@ -129,6 +131,7 @@ def signup():
                            current_app.extensions["ems_password_hasher"])
     except ValidationError as error:
         return render_template("auth/signup.html", form=form, errors=error.errors), 422
+    remember_detected_timezone(user, form.get("timezone"))
     return start_session(redirect("/", 303), user)
 
 

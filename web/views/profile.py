@@ -1,15 +1,18 @@
-"""The signed-in user's own page: who they are, and ending every session they have."""
+"""The signed-in user's own page: who they are, their preferences, and ending every session they have."""
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template
-from flask_jwt_extended import unset_jwt_cookies
+from flask_jwt_extended import get_jwt, set_access_cookies, unset_jwt_cookies
 from htmx_flask import make_response, request
 
 from common.auth import current_identity, login_required
 from web.accounts import end_all_sessions
 from web.extensions import db
 from web.models import User
+from web.preferences import timezone_names, update_preferences
+from web.sessions import SESSION_CLAIM, access_token_for
+from web.validation import ValidationError
 
 blueprint = Blueprint("profile", __name__)
 
@@ -24,8 +27,30 @@ def _signed_in_user() -> User:
 @blueprint.get("/profile")
 @login_required()
 def profile():
-    """Show the user's name and role, and the button that signs them out everywhere."""
-    return render_template("account/profile.html", user=_signed_in_user())
+    """Show the user's name, role and preferences, and the button that signs them out everywhere."""
+    return render_template("account/profile.html", user=_signed_in_user(), timezones=timezone_names(),
+                           form={}, errors={})
+
+
+def _preferences_form(user: User, form=None, errors=None, saved: bool = False) -> str:
+    return render_template("account/_preferences.html", user=user, timezones=timezone_names(),
+                           form=form or {}, errors=errors or {}, saved=saved)
+
+
+@blueprint.post("/profile/preferences")
+@login_required()
+def save_preferences():
+    """Save name, time zone and notification opt-in; this browser's token carries the new zone at once."""
+    user, form = _signed_in_user(), request.form
+    try:
+        update_preferences(user, form)
+    except ValidationError as error:
+        return _preferences_form(user, form, error.errors), 422
+    response = make_response(_preferences_form(user, saved=True))
+    # Other browsers of the user get the new zone at their next silent refresh (at most
+    # the access token's lifetime); the sessions themselves go on.
+    set_access_cookies(response, access_token_for(user, get_jwt().get(SESSION_CLAIM)))
+    return response
 
 
 @blueprint.post("/profile/logout-everywhere")
