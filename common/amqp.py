@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pika
 import pika.exceptions
 
+from common.backoff import Backoff
 from common.health import HEALTH
 from common.logs import log_event
 from common.messages import printable_reason
@@ -30,8 +31,6 @@ from common.topology import (
 logger = logging.getLogger(__name__)
 
 PERSISTENT = pika.DeliveryMode.Persistent
-RECONNECT_FIRST_DELAY_SECONDS = 0.5
-RECONNECT_MAX_DELAY_SECONDS = 15.0
 
 # Errors after which a fresh connection is the only way on.
 CONNECTION_ERRORS = (
@@ -189,19 +188,16 @@ def run_with_reconnect(work: Callable[[], None], name: str,
 
     `work` opens its own connection and returns only when it is done for good.
     """
-    delay = RECONNECT_FIRST_DELAY_SECONDS
+    backoff = Backoff()
     while not should_stop():
-        started = time.monotonic()
+        backoff.started()
         try:
             work()
             return
         except CONNECTION_ERRORS as error:
             HEALTH.set_ready(False)
             BROKER_RECONNECTS.inc()
-            # A connection that lived a while was healthy: start the back-off again.
-            if time.monotonic() - started > 30:
-                delay = RECONNECT_FIRST_DELAY_SECONDS
+            delay = backoff.next_delay()  # a connection that lived a while starts it over
             log_event(logger, "amqp.reconnect", level=logging.WARNING, worker=name,
                       error=type(error).__name__, retry_in=round(delay, 1))
             time.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)

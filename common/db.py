@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pymysql
 
 from common.settings import Settings
 
 SERVICES_WITH_DATABASE = ("web", "support", "monitor")
+
+
+def utcnow() -> datetime:
+    """Return the current time as a naive UTC datetime (how the databases store times)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def create_databases(settings: Settings, services=SERVICES_WITH_DATABASE) -> None:

@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import asdict
 from urllib.parse import unquote, urlparse
 
 import stomp
 import stomp.exception
 
-from common.amqp import (
-    CONNECTION_ERRORS,
-    RECONNECT_FIRST_DELAY_SECONDS,
-    RECONNECT_MAX_DELAY_SECONDS,
-    internal_error_reason,
-)
+from common.amqp import CONNECTION_ERRORS, internal_error_reason
 from common.amqp import connect as amqp_connect
+from common.backoff import Backoff
 from common.logs import log_event
 from common.messages import Alert, InvalidMessage, parse_alert, printable_reason
 from common.metrics import count_alert_delivered
@@ -49,8 +44,6 @@ PREFETCH_COUNT = 100
 # STOMP heart-beats both ways, so a dead broker is noticed within seconds.
 HEARTBEAT_MS = 5000
 CONNECT_TIMEOUT_SECONDS = 10
-# A connection that stayed up this long was healthy: the back-off starts over.
-HEALTHY_AFTER_SECONDS = 30
 
 
 def alert_event(alert: Alert) -> dict:
@@ -149,21 +142,20 @@ class AlertBridge:
 
     def run(self) -> None:
         """Subscribe, and subscribe again after every disconnection, backing off up to a cap."""
-        delay = RECONNECT_FIRST_DELAY_SECONDS
+        backoff = Backoff()
         while not self.stopping.is_set():
-            started = time.monotonic()
+            backoff.started()
             try:
                 self._subscribe_until_disconnected()
             except (stomp.exception.StompException, *CONNECTION_ERRORS) as error:
-                log_event(logger, "stomp.connect_failed", level=logging.WARNING,
-                          error=type(error).__name__, retry_in=round(delay, 1))
+                log_event(logger, "stomp.connect_failed", level=logging.WARNING, error=type(error).__name__)
             except Exception:  # noqa: BLE001 - the bridge must outlive any one failure
                 logger.exception("stomp.bridge_crashed")
-            if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
-                delay = RECONNECT_FIRST_DELAY_SECONDS
+            # A subscription that stayed up a while was healthy: the back-off starts over.
+            delay = backoff.next_delay()
+            log_event(logger, "stomp.reconnecting", level=logging.DEBUG, retry_in=round(delay, 1))
             if self.stopping.wait(delay):
                 return
-            delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)
 
     def stop(self) -> None:
         """Ask the bridge to end after the current connection."""

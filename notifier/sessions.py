@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 
-from common.amqp import CONNECTION_ERRORS, RECONNECT_FIRST_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS, connect
+from common.amqp import CONNECTION_ERRORS, connect
 from common.amqp import dead_letter as publish_dead_letter
 from common.auth import KnownSessions, SessionVersions
+from common.backoff import Backoff
 from common.logs import log_event
 from common.messages import Event, InvalidMessage, parse_event
 from common.realtime import user_room
@@ -52,7 +53,7 @@ class SessionWatch:
         # In memory and updated by this process alone: nothing to cache.
         self.versions = SessionVersions(self.known, max_age_seconds=0)
         self._started = False
-        self._delay = RECONNECT_FIRST_DELAY_SECONDS
+        self._backoff = Backoff()
 
     def known(self, user_id: int) -> KnownSessions | None:
         """Return what this instance heard of `user_id`'s sessions, or None."""
@@ -98,12 +99,10 @@ class SessionWatch:
             try:
                 self._follow()
             except CONNECTION_ERRORS as error:
-                log_event(logger, "sessions.reconnect", level=logging.WARNING, error=type(error).__name__,
-                          retry_in=round(self._delay, 1))
+                log_event(logger, "sessions.reconnect", level=logging.WARNING, error=type(error).__name__)
             except Exception:  # noqa: BLE001 - this task must outlive any failure
                 logger.exception("sessions.follow_crashed")
-            self.socketio.sleep(self._delay)
-            self._delay = min(self._delay * 2, RECONNECT_MAX_DELAY_SECONDS)
+            self.socketio.sleep(self._backoff.next_delay())
 
     def _follow(self) -> None:
         connection = connect(self.settings)
@@ -115,7 +114,7 @@ class SessionWatch:
                                   arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE})
             channel.queue_bind(self.queue, EVENTS_EXCHANGE, routing_key=USER_EVENTS_KEY)
             log_event(logger, "sessions.following", queue=self.queue)
-            self._delay = RECONNECT_FIRST_DELAY_SECONDS  # connected: the next failure starts over
+            self._backoff.reset()  # connected: the next failure starts over
             deliveries = channel.consume(self.queue, inactivity_timeout=IDLE_TIMEOUT_SECONDS)
             for method, properties, body in deliveries:
                 if method is not None:

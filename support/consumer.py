@@ -34,15 +34,8 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from common.amqp import (
-    CONNECTION_ERRORS,
-    RECONNECT_FIRST_DELAY_SECONDS,
-    RECONNECT_MAX_DELAY_SECONDS,
-    connect,
-    dead_letter,
-    internal_error_reason,
-    run_with_reconnect,
-)
+from common.amqp import CONNECTION_ERRORS, connect, dead_letter, internal_error_reason, run_with_reconnect
+from common.backoff import Backoff
 from common.broker_users import chat_publisher_user, forged_sender_reason
 from common.db import blames_the_message, database_error_code, refusal_reason
 from common.health import HEALTH
@@ -124,7 +117,7 @@ class SupportConsumer:
         self.stopping = threading.Event()
         self.work: queue.Queue[Delivery | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="inbound-worker", daemon=True)
-        self.database_delay = RECONNECT_FIRST_DELAY_SECONDS
+        self.database_backoff = Backoff()
         # Giving deliveries back: asked by the worker, done on the connection's thread.
         self.giving_back = False
         self.given_back = threading.Event()
@@ -323,10 +316,10 @@ class SupportConsumer:
         That is these deliveries and all received after them: the broker delivers them
         again in their order, so a client's messages are stored in the order sent.
         """
-        delay, self.database_delay = self.database_delay, min(self.database_delay * 2,
-                                                               RECONNECT_MAX_DELAY_SECONDS)
+        delay = self.database_backoff.next_delay()
         log_event(logger, "support.database_unavailable", level=logging.WARNING, error=type(error).__name__,
-                  code=database_error_code(error), size=len(deliveries), retry_in=delay)
+                  code=database_error_code(error), size=len(deliveries),
+                  retry_in=round(delay, 2))
         time.sleep(delay)
         connection = deliveries[-1].connection
         self.given_back.clear()
@@ -344,7 +337,7 @@ class SupportConsumer:
         Deliveries are processed and settled in the order they came, so one
         `multiple` ack of a batch's last delivery settles all of it.
         """
-        self.database_delay = RECONNECT_FIRST_DELAY_SECONDS
+        self.database_backoff.reset()
         self.last_settled = batch[-1]
         rejected = [(delivery, reason) for delivery, reason in zip(batch, reasons, strict=True)
                     if reason is not None]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from common.db import utcnow
 from support.extensions import db
 
 STATES = ("bot", "waiting", "assigned", "resolved")
@@ -19,11 +20,6 @@ SENDER_ROLES = ("client", "admin", "bot")
 MAX_BODY_CHARS = 2000
 # Microseconds keep messages of the same second in order on MariaDB.
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-
-
-def utcnow() -> datetime:
-    """Return the current time as a naive UTC datetime (how the database stores it)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def iso_utc(moment: datetime | None) -> str | None:

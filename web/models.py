@@ -7,21 +7,17 @@ classes only map it.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from common.db import utcnow
 from web.extensions import db
 
 ROLE_ADMIN = "admin"
 ROLE_CLIENT = "client"
-
-
-def utcnow() -> datetime:
-    """Return the current UTC time without tzinfo (the database stores naive UTC)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_device_id() -> str:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
+from common.backoff import Backoff
 from common.db import engine_options
 from common.health import HEALTH
 from common.logs import log_event
@@ -39,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 IDLE_POLL_SECONDS = 0.2
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 15.0
 # Published rows are kept a while for inspection, then removed.
 PUBLISHED_RETENTION = timedelta(days=7)
 CLEANUP_EVERY_SECONDS = 3600
@@ -135,17 +134,18 @@ class OutboxRelay:
 
     def run(self) -> None:
         """Relay events until stopped, riding out database restarts with a capped back-off."""
-        delay = BACKOFF_FIRST_SECONDS
+        backoff = Backoff()
         try:
             while not self.stopping.is_set():
+                backoff.started()
                 try:
                     self._run_holding_lock()
                 except DBAPIError as error:
                     # Database away or not migrated yet (the lock went with the connection): start over.
+                    delay = backoff.next_delay()
                     log_event(logger, "relay.database_unavailable", level=logging.WARNING,
                               error=type(error).__name__, retry_in=round(delay, 1))
                     self.stopping.wait(delay)
-                    delay = min(delay * 2, BACKOFF_MAX_SECONDS)
         finally:
             self.publisher.close()
             log_event(logger, "relay.stopped", published=self.published)
@@ -174,7 +174,7 @@ class OutboxRelay:
                 lock_connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
 
     def _loop(self) -> None:
-        delay = BACKOFF_FIRST_SECONDS
+        backoff = Backoff()
         next_cleanup = time.monotonic()
         while not self.stopping.is_set():
             HEALTH.turned()
@@ -183,13 +183,13 @@ class OutboxRelay:
                 measure_outbox(self.engine)
             except (PublishNotConfirmed, DBAPIError, *CONNECTION_ERRORS) as error:
                 # Broker or database away: keep the rows, wait, try again.
+                delay = backoff.next_delay()
                 log_event(logger, "relay.retrying", level=logging.WARNING,
                           error=type(error).__name__, retry_in=round(delay, 1))
                 self.publisher.close()
                 self.stopping.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                 continue
-            delay = BACKOFF_FIRST_SECONDS
+            backoff.reset()
             if count:
                 self.published += count
                 log_event(logger, "relay.published", count=count)
