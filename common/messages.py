@@ -307,9 +307,19 @@ def parse_event(body: bytes) -> Event:
     raise InvalidMessage(f"unknown event type {event_type!r:.80}")
 
 
+ALERT = "alert"
+WARNING = "warning"
+ALERT_KINDS = (ALERT, WARNING)
+
+
 @dataclass(frozen=True)
 class Alert:
-    """An over-consumption alert: a device passed its limit in one clock hour."""
+    """An over-consumption alert (a device passed its limit in one clock hour) or an early warning.
+
+    A warning (`kind` "warning") says the running hour is projected to pass the
+    limit at `due_at` (ISO 8601, UTC); `kwh` is the total so far. Messages from
+    before warnings existed carry no kind: they are alerts.
+    """
 
     alert_id: int
     user_id: int
@@ -318,18 +328,32 @@ class Alert:
     hour_start: str  # ISO 8601, UTC, on the hour
     kwh: float
     limit_kwh: float
+    kind: str = ALERT
+    due_at: str | None = None
 
     def to_json(self) -> bytes:
-        """Encode the alert."""
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """Encode the alert (an alert's message leaves out the warning's empty `due_at`)."""
+        payload = asdict(self)
+        if self.due_at is None:
+            del payload["due_at"]
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def parse_alert(body: bytes) -> Alert:
-    """Parse an alert message."""
+    """Parse an alert or warning message."""
     value = load_json_object(body)
-    missing = {field.name for field in fields(Alert)} - value.keys()
+    required = {field.name for field in fields(Alert) if field.name not in ("kind", "due_at")}
+    missing = required - value.keys()
     if missing:
         raise InvalidMessage(f"malformed alert: missing field(s): {', '.join(sorted(missing))}")
+    kind = value.get("kind", ALERT)
+    if kind not in ALERT_KINDS:
+        raise InvalidMessage(f"kind must be one of {', '.join(ALERT_KINDS)}")
+    due_at = value.get("due_at")
+    if kind == WARNING:
+        due_at = _iso_time(due_at, "due_at")
+    elif due_at is not None:
+        raise InvalidMessage("only a warning has a due_at")
     return Alert(
         alert_id=_integer(value["alert_id"], "alert_id", 1, MAX_ROW_ID),
         user_id=_integer(value["user_id"], "user_id", 1, MAX_USER_ID),
@@ -338,4 +362,6 @@ def parse_alert(body: bytes) -> Alert:
         hour_start=_iso_time(value["hour_start"], "hour_start"),
         kwh=_number(value["kwh"], "kwh", 0.0, MAX_STORED_KWH),
         limit_kwh=_number(value["limit_kwh"], "limit_kwh", 0.0, MAX_STORED_KWH),
+        kind=kind,
+        due_at=due_at,
     )

@@ -156,6 +156,10 @@ class Settings:
     # Raw readings are kept this many days (hourly totals and alerts forever); older ones
     # are refused as too old, since their duplicate check may be gone (monitor/maintenance.py).
     raw_retention_days: int = 90
+    # A running hour's total is projected only after this much of it and this many
+    # readings (monitor/warnings.py: the early-warning rule).
+    warning_min_minutes: float = 10.0
+    warning_min_readings: int = 3
     # Overload protection (see "Overload protection" in README.md): when readings.incoming
     # holds this many, the broker refuses (nacks) new readings and publishers back off;
     # dead.letters keeps this many, dropping its oldest first.
@@ -254,6 +258,8 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         balancer_strategy=_text("BALANCER_STRATEGY", "round-robin"),
         max_clock_skew_seconds=_int("MAX_CLOCK_SKEW_SECONDS", 300),
         raw_retention_days=_int("RAW_RETENTION_DAYS", 90),
+        warning_min_minutes=float(_text("WARNING_MIN_MINUTES", "10")),
+        warning_min_readings=_int("WARNING_MIN_READINGS", 3),
         readings_queue_max_length=_int("READINGS_QUEUE_MAX_LENGTH", 1_000_000),
         dead_letters_max_length=_int("DEAD_LETTERS_MAX_LENGTH", 100_000),
         bind_host=_text("BIND_HOST", "127.0.0.1"),
@@ -293,6 +299,8 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         raise SettingsError("EMS_MAX_CLOCK_SKEW_SECONDS must not be negative")
     if values["raw_retention_days"] < 1:
         raise SettingsError("EMS_RAW_RETENTION_DAYS must be at least 1")
+    if not 0 <= values["warning_min_minutes"] < 60 or values["warning_min_readings"] < 1:
+        raise SettingsError("EMS_WARNING_MIN_MINUTES must be 0..59 and EMS_WARNING_MIN_READINGS at least 1")
     if values["readings_queue_max_length"] < 1 or values["dead_letters_max_length"] < 1:
         raise SettingsError("EMS_READINGS_QUEUE_MAX_LENGTH and EMS_DEAD_LETTERS_MAX_LENGTH must be positive")
     if values["llm_timeout_seconds"] > 10:

@@ -1,4 +1,7 @@
-"""Publishing stored alerts to `ems.alerts`, exactly once per device-hour.
+"""Publishing stored alerts and warnings to `ems.alerts`, exactly once per device-hour and kind.
+
+Warnings (`monitor.warnings`) are rows of the same table with kind `warning`:
+everything below holds for them alike.
 
 An alert row is committed together with the readings that raised it (see
 `monitor.storage`), with `published_at` empty. After the commit, and again at
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pika
 import pika.exceptions
@@ -35,7 +38,7 @@ PUBLISH_BATCH = 100
 FAULT_CRASH_BEFORE_ALERT_PUBLISH = "EMS_FAULT_CRASH_BEFORE_ALERT_PUBLISH"
 
 SELECT_UNPUBLISHED = text(
-    "SELECT id, owner_id, device_id, device_name, hour_start, kwh, limit_kwh FROM alerts "
+    "SELECT id, kind, owner_id, device_id, device_name, hour_start, kwh, limit_kwh, due_at FROM alerts "
     "WHERE published_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 MARK_PUBLISHED = text(
@@ -52,16 +55,23 @@ def crash_if_fault_injected() -> None:
         os._exit(137)
 
 
+def utc_iso(moment: datetime) -> str:
+    """Return a naive UTC datetime from the database as ISO 8601 with its offset."""
+    return moment.replace(tzinfo=UTC).isoformat()
+
+
 def alert_message(row) -> Alert:
-    """Build the Alert message of an alert row."""
+    """Build the Alert message of an alert or warning row."""
     return Alert(
         alert_id=row.id,
         user_id=row.owner_id,
         device_id=row.device_id,
         device_name=row.device_name,
-        hour_start=row.hour_start.replace(tzinfo=UTC).isoformat(),
+        hour_start=utc_iso(row.hour_start),
         kwh=float(row.kwh),
         limit_kwh=float(row.limit_kwh),
+        kind=row.kind,
+        due_at=utc_iso(row.due_at) if row.due_at else None,
     )
 
 
@@ -90,7 +100,7 @@ def publish_pending_alerts(engine: Engine, channel) -> int:
                               alert_id=alert.alert_id, error=type(error).__name__)
                     rows = rows[:rows.index(row)]
                     break
-                log_event(logger, "monitor.alert_published", alert_id=alert.alert_id,
+                log_event(logger, "monitor.alert_published", alert_id=alert.alert_id, kind=alert.kind,
                           device_id=alert.device_id, hour_start=alert.hour_start)
             if rows:
                 connection.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})

@@ -17,7 +17,9 @@ not at all, and the caller acks its deliveries only after the commit:
    never those other transactions committed since (see `_insert_readings`).
 3. For each touched device-hour now over its device's limit, `INSERT IGNORE`
    one alert row: unique per device-hour, so only the first crossing counts.
-   An hour that has not begun yet (a clock a little ahead) raises none.
+   An hour that has not begun yet (a clock a little ahead) raises none. A
+   running hour still within its limit but projected over it gets one warning
+   row instead (`monitor.warnings`).
 
 Keys are sorted before every write so that concurrent batches lock rows in the
 same order; a deadlock that still happens is retried.
@@ -41,6 +43,7 @@ from common.db import engine_options
 from common.logs import log_event
 from common.messages import Reading
 from common.settings import Settings
+from monitor.warnings import WarningRule, raise_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,7 @@ class BatchResult:
     inserted: int = 0
     unknown_device: int = 0
     alerts: int = 0
+    warnings: int = 0
     # Readings whose key was stored with another value: the first value stands.
     conflicting: list[Reading] = field(default_factory=list)
 
@@ -103,6 +107,7 @@ class BatchResult:
         self.inserted += other.inserted
         self.unknown_device += other.unknown_device
         self.alerts += other.alerts
+        self.warnings += other.warnings
         self.conflicting += other.conflicting
 
 
@@ -227,8 +232,8 @@ def _insert_readings(connection: Connection, rows: list[tuple]) -> list[tuple]:
     return [row for row in fresh if (row[0], row[1]) in ours]
 
 
-def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: datetime) -> int:
-    """Insert an alert for each touched device-hour over its limit; return how many are new."""
+def _alertable_totals(connection: Connection, sums: dict, devices: dict, now: datetime) -> dict:
+    """Return the totals after this batch of the touched device-hours that may alert or warn."""
     oldest = (now - ALERT_MAX_AGE).replace(minute=0, second=0, microsecond=0)
     candidates = {
         (device_id, hour) for device_id, hour in sums
@@ -236,20 +241,23 @@ def _raise_alerts(connection: Connection, sums: dict, devices: dict, now: dateti
         and devices[device_id].owner_id is not None and oldest <= hour <= now
     }
     if not candidates:
-        return 0
-    totals = connection.execute(SELECT_HOURLY, {
+        return {}
+    rows = connection.execute(SELECT_HOURLY, {
         "ids": sorted({device_id for device_id, _ in candidates}),
         "hours": sorted({hour for _, hour in candidates}),
-    }).all()
-    alerts = []
-    for device_id, hour, total in totals:
-        device = devices[device_id] if (device_id, hour) in candidates else None
-        if device is not None and over_limit(total, device.max_hourly_kwh):
-            alerts.append({"device_id": device_id, "hour_start": hour, "owner_id": device.owner_id,
-                           "device_name": device.name, "kwh": total, "limit_kwh": device.max_hourly_kwh})
+    })
+    return {(device_id, hour): total for device_id, hour, total in rows if (device_id, hour) in candidates}
+
+
+def _raise_alerts(connection: Connection, totals: dict, devices: dict) -> int:
+    """Insert an alert for each device-hour over its limit; return how many are new."""
+    alerts = [{"device_id": device_id, "hour_start": hour, "owner_id": devices[device_id].owner_id,
+               "device_name": devices[device_id].name, "kwh": total,
+               "limit_kwh": devices[device_id].max_hourly_kwh}
+              for (device_id, hour), total in sorted(totals.items())
+              if over_limit(total, devices[device_id].max_hourly_kwh)]
     if not alerts:
         return 0
-    alerts.sort(key=lambda alert: (alert["device_id"], alert["hour_start"]))
     return connection.execute(INSERT_ALERT, alerts).rowcount
 
 
@@ -261,7 +269,8 @@ def _count(connection: Connection, replica: int, result: BatchResult) -> None:
                                        "unknown": result.unknown_device, "alerts": result.alerts})
 
 
-def _store_once(connection: Connection, readings: list[Reading], replica: int, now: datetime) -> BatchResult:
+def _store_once(connection: Connection, readings: list[Reading], replica: int, now: datetime,
+                warning_rule: WarningRule) -> BatchResult:
     connection.exec_driver_sql(START_WITH_SNAPSHOT)
     rows = _reading_rows(readings)
     result = BatchResult(received=len(readings))
@@ -280,20 +289,23 @@ def _store_once(connection: Connection, readings: list[Reading], replica: int, n
             {"device_id": device_id, "hour_start": hour, "kwh": kwh}
             for (device_id, hour), kwh in sorted(sums.items())
         ])
-        result.alerts = _raise_alerts(connection, sums, devices, now)
+        totals = _alertable_totals(connection, sums, devices, now)
+        result.alerts = _raise_alerts(connection, totals, devices)
+        result.warnings = raise_warnings(connection, totals, devices, stored, now, warning_rule)
         if result.alerts:
             _count(connection, replica, BatchResult(alerts=result.alerts))
     return result
 
 
 def store_readings(engine: Engine, readings: list[Reading], replica: int,
-                   now: datetime | None = None) -> BatchResult:
+                   now: datetime | None = None, warning_rule: WarningRule | None = None) -> BatchResult:
     """Store a batch of valid readings in one transaction, retrying after a deadlock."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
+    warning_rule = warning_rule or WarningRule()
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with engine.begin() as connection:
-                return _store_once(connection, readings, replica, now)
+                return _store_once(connection, readings, replica, now, warning_rule)
         except OperationalError as error:
             code = error.orig.args[0] if error.orig is not None and error.orig.args else None
             if code not in DEADLOCK_ERRORS or attempt == MAX_ATTEMPTS:

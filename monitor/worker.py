@@ -54,6 +54,7 @@ from common.topology import (
 from monitor.alerts import crash_if_fault_injected, publish_pending_alerts
 from monitor.maintenance import TOO_OLD, retention_cutoff_ms, too_old_reason
 from monitor.storage import BatchResult, count_too_old, store_readings
+from monitor.warnings import WarningRule
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class IngestWorker:
         self.replica = replica
         self.queue = ingest_queue(replica)
         self.max_future_ms = settings.max_clock_skew_seconds * 1000
+        self.warning_rule = WarningRule.from_settings(settings)
         self.stopping = False
         self._connection: pika.BlockingConnection | None = None
         self._publish_connection: pika.BlockingConnection | None = None
@@ -236,8 +238,9 @@ class IngestWorker:
         self._consume_channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
         HEALTH.acked(still_holding=bool(self._batch))
         count_stored_batch(self.replica, len(batch), [reading.timestamp for _, reading in readings], stored)
-        if stored.alerts:
-            log_event(logger, "monitor.alerts_raised", replica=self.replica, count=stored.alerts)
+        if stored.alerts or stored.warnings:
+            log_event(logger, "monitor.alerts_raised", replica=self.replica, count=stored.alerts,
+                      warnings=stored.warnings)
             crash_if_fault_injected()
             self._sweep_alerts()
 
@@ -280,7 +283,8 @@ class IngestWorker:
             part = parts.pop()
             try:
                 result = self._while_serving_connections(
-                    store_readings, self.engine, [reading for _, reading in part], self.replica)
+                    store_readings, self.engine, [reading for _, reading in part], self.replica,
+                    None, self.warning_rule)
             except Exception as error:  # noqa: BLE001 - sorted below: outage, bad data or a bug
                 reason = self._refusal(error, part)
                 if len(part) > 1:
