@@ -232,8 +232,17 @@ ALERT = {"alert_id": 3, "user_id": 7, "device_id": DEVICE, "device_name": "Heat 
          "hour_start": "2026-11-26T17:00:00+00:00", "kwh": 1.2, "limit_kwh": 1.0}
 
 
-@given(json_values | with_fields(ALERT, field_values) | with_fields(ALERT, numbers))
+WARNING = {**ALERT, "kind": "warning", "kwh": 0.3, "due_at": "2026-11-26T17:47:12+00:00"}
+
+
+@given(json_values | with_fields(ALERT, field_values) | with_fields(ALERT, numbers)
+       | with_fields(WARNING, field_values))
 @example({**ALERT, "kwh": math.inf})
+@example({**WARNING, "kind": "notice"})
+@example({**WARNING, "kind": ["warning"]})
+@example({key: value for key, value in WARNING.items() if key != "due_at"})
+@example({**ALERT, "due_at": WARNING["due_at"]})
+@example({**WARNING, "due_at": "\ud800"})
 @example({**ALERT, "kwh": 10**400})
 @example({**ALERT, "alert_id": "1" * 30})
 @example({**ALERT, "device_name": "\ud800"})
@@ -247,6 +256,10 @@ def test_an_alert_parses_to_a_valid_one_or_is_refused(value):
     datetime.fromisoformat(alert.hour_start)
     for kwh in (alert.kwh, alert.limit_kwh):
         assert type(kwh) is float and 0 <= kwh <= MAX_STORED_KWH
+    # A warning carries when it projects the limit passed; an alert (also one without a kind) does not.
+    assert alert.kind in ("alert", "warning") and (alert.kind == "warning") == (alert.due_at is not None)
+    if alert.due_at is not None:
+        datetime.fromisoformat(alert.due_at)
     assert parse_alert(alert.to_json()) == alert
 
 
