@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 from balancer.service import Balancer, RoutingCounters
-from balancer.stats import StatsWriter
 from balancer.strategies import create_strategy
 from common.amqp import run_with_reconnect
 from common.logs import configure_logging
@@ -24,8 +23,6 @@ def main() -> None:
         raise SystemExit(f"EMS_BALANCER_STRATEGY: {error}") from error
     counters = RoutingCounters(settings.monitor_replicas)
     balancer = Balancer(settings, strategy, counters)
-    stats = StatsWriter(settings, strategy.name, counters)
-    stats.start()
 
     def shut_down(_signal, _frame):
         balancer.stop()
@@ -33,8 +30,6 @@ def main() -> None:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     run_with_reconnect(balancer.run, "balancer", should_stop=lambda: balancer.stopping)
-    stats.stop()
-    stats.join(5)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from functools import partial
 import pika
 from pika.spec import Basic
 
-from balancer.stats import instance_name
+from balancer.stats import DEAD, instance_name, routing_counters
 from balancer.strategies import LeastLoaded, Rendezvous, StableHash
 from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter, internal_error_reason
 from common.amqp_async import CoalescingSelectConnection
@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 PREFETCH = 2000
 # How often least-loaded asks the broker for the ingest queue depths.
 DEPTH_REFRESH_SECONDS = 0.25
-DEAD = 0  # the counter key of dead-lettered readings
 # How often the live replica set is looked at (routing follows it within this).
 MEMBERSHIP_TICK_SECONDS = 0.5
 # Before routing anything, listen this long: the replicas' heartbeats come every second.
@@ -509,6 +508,7 @@ class Balancer:
             "instance": instance_name(),
             "strategy": self.strategy.name,
             "sent_at": int(time.time() * 1000),
+            **routing_counters(counts),
             "replicas": [{
                 "replica": replica,
                 "state": GONE if replica in self._gone and replica not in self.membership.known()

@@ -119,7 +119,7 @@ class PipelineRun:
     def reset(self) -> None:
         """Empty the tables and the queues of the last run."""
         with self.engine.begin() as connection:
-            for table in ("readings", "hourly_consumption", "alerts", "replica_stats", "balancer_stats"):
+            for table in ("readings", "hourly_consumption", "alerts", "replica_stats"):
                 connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
         connection = connect(self.settings)
         channel = connection.channel()

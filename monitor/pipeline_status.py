@@ -1,11 +1,13 @@
 """What the admin Pipeline page shows: strategy, per-replica queues, routing and storage counters.
 
 Queue depths and consumers come from passive declares (they never create or
-change a queue); counters come from `balancer_stats` (written by the
-balancer) and `replica_stats` (written by each replica) in the monitor database.
-The live replica set (joining, active, draining, gone), readings/s over the
-last minute, lag and devices per replica are the balancer's view, which it
-keeps as the one message of `pipeline.status`: read, then put back.
+change a queue); what the replicas stored comes from `replica_stats` (written
+by each replica) in the monitor database. Everything about routing is the
+balancer's view, which it keeps as the one message of `pipeline.status` (read,
+then put back): the live replica set (joining, active, draining, gone),
+readings/s over the last minute, lag and devices per replica, and its routing
+counters since it started, the same counts its `ems_readings_routed_total`
+metric exports. The balancer writes nothing into the monitor's database.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pika.exceptions
 from sqlalchemy import text
@@ -28,6 +30,9 @@ from common.topology import DEAD_LETTERS_QUEUE, PIPELINE_STATUS_QUEUE, READINGS_
 REPLICA_STATES = (JOINING, ACTIVE, DRAINING, GONE)
 # The balancer's view of a thousand replicas stays far below this.
 MAX_VIEW_BYTES = 1_048_576
+MAX_STRATEGY_LENGTH = 32
+# A view stamped outside these years is not one a balancer sent.
+MIN_SENT_AT_MS, MAX_SENT_AT_MS = 946_684_800_000, 4_102_444_800_000  # 2000-01-01, 2100-01-01
 
 
 @dataclass
@@ -153,19 +158,48 @@ def known_replicas(view: dict) -> dict[int, dict]:
     return known
 
 
+def _count(value) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+@dataclass
+class BalancerCounters:
+    """What the balancer's view says about its routing, well-typed (None or empty when it does not)."""
+
+    strategy: str | None = None
+    sent_at: datetime | None = None  # naive UTC, as the page shows it
+    routed: dict[int, int] = field(default_factory=dict)  # by replica, since the balancer started
+    dead_lettered: int = 0  # readings it refused, since it started
+
+
+def balancer_counters(view: dict) -> BalancerCounters:
+    """Return the view's strategy, time and routing counters, dropping whatever is not well-typed."""
+    strategy, sent_at = view.get("strategy"), view.get("sent_at")
+    routed = view.get("routed")
+    counters = BalancerCounters(
+        strategy=strategy if isinstance(strategy, str) and 0 < len(strategy) <= MAX_STRATEGY_LENGTH else None,
+        sent_at=datetime.fromtimestamp(sent_at / 1000, UTC).replace(tzinfo=None)
+        if type(sent_at) is int and MIN_SENT_AT_MS <= sent_at <= MAX_SENT_AT_MS else None,
+        dead_lettered=_count(view.get("dead_lettered")) or 0,
+    )
+    for key, count in (routed.items() if isinstance(routed, dict) else ()):
+        # JSON keys are strings: "1".."1000", nothing longer is parsed.
+        digits = isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 4
+        replica = int(key) if digits else 0
+        if 1 <= replica <= MAX_REPLICA and _count(count) is not None:
+            counters.routed[replica] = count
+    return counters
+
+
 def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatus:
     """Collect the pipeline's state for the admin page."""
     view = balancer_view(settings)
     seen = known_replicas(view)
+    balancer = balancer_counters(view)
     # The queues declared from the start, and every replica the balancer knows of.
     replicas = sorted(set(range(1, settings.monitor_replicas + 1)) | set(seen))
     names = [READINGS_QUEUE, DEAD_LETTERS_QUEUE, *(ingest_queue(n) for n in replicas)]
     states = queue_states(settings, names)
-    routed = dict(connection.execute(text(
-        "SELECT replica, SUM(routed) FROM balancer_stats WHERE replica > 0 GROUP BY replica")).all())
-    dead = connection.execute(text("SELECT COALESCE(SUM(dead_lettered), 0) FROM balancer_stats")).scalar()
-    latest = connection.execute(text(
-        "SELECT strategy, updated_at FROM balancer_stats ORDER BY updated_at DESC LIMIT 1")).first()
     stored = {row.replica: row for row in connection.execute(text(
         "SELECT replica, readings_stored, duplicates, conflicting_duplicates, too_old_readings, "
         "unknown_device_readings, "
@@ -173,12 +207,12 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
         "FROM replica_stats"))}
     status = PipelineStatus(
         configured_strategy=settings.balancer_strategy,
-        active_strategy=latest.strategy if latest else None,
-        balancer_seen_at=latest.updated_at if latest else None,
+        active_strategy=balancer.strategy,
+        balancer_seen_at=balancer.sent_at,
         broker_reachable=states is not None,
         incoming=(states or {}).get(READINGS_QUEUE, QueueState(READINGS_QUEUE)),
         dead_letters=(states or {}).get(DEAD_LETTERS_QUEUE, QueueState(DEAD_LETTERS_QUEUE)),
-        dead_lettered_by_balancer=int(dead),
+        dead_lettered_by_balancer=balancer.dead_lettered,
         raw_retention_days=settings.raw_retention_days,
     )
     for n in replicas:
@@ -186,7 +220,7 @@ def pipeline_status(settings: Settings, connection: Connection) -> PipelineStatu
         status.replicas.append(ReplicaStatus(
             replica=n,
             queue=(states or {}).get(ingest_queue(n), QueueState(ingest_queue(n))),
-            routed=int(routed.get(n, 0)),
+            routed=balancer.routed.get(n, 0),
             stored=row.readings_stored if row else 0,
             duplicates=row.duplicates if row else 0,
             conflicting_duplicates=row.conflicting_duplicates if row else 0,

@@ -26,7 +26,7 @@ from common.membership import HEARTBEAT_STATES, MAX_REPLICA, Heartbeat
 from common.messages import parse_event, parse_reading
 from common.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_REASON_HEADER, INGEST_EXCHANGE
 from monitor.events import EventsConsumer
-from monitor.pipeline_status import REPLICA_STATES, known_replicas
+from monitor.pipeline_status import REPLICA_STATES, balancer_counters, known_replicas
 from monitor.storage import create_monitor_engine
 from monitor.worker import IngestWorker
 from notifier.alerts import _Subscription
@@ -219,3 +219,16 @@ def test_the_pipeline_page_reads_any_balancer_view_without_failing(view):
         for field in ("readings_per_second", "lag_seconds"):
             assert entry[field] is None or math.isfinite(entry[field])
         assert entry["devices"] is None or type(entry["devices"]) is int
+
+
+@given(st.one_of(json_values, with_fields({"strategy": "hash", "sent_at": NOW_MS, "routed": {"1": 10, "2": 7},
+                                           "dead_lettered": 3}, json_values),
+                 st.dictionaries(st.text(max_size=6), json_values, max_size=4).map(lambda routed: {
+                     "routed": routed})))
+@settings(max_examples=500)
+def test_the_pipeline_page_reads_any_balancers_counters_without_failing(view):
+    counters = balancer_counters(view if isinstance(view, dict) else {"routed": view})
+    assert counters.strategy is None or 0 < len(counters.strategy) <= 32
+    assert all(1 <= replica <= MAX_REPLICA and type(count) is int and count >= 0
+               for replica, count in counters.routed.items())
+    assert type(counters.dead_lettered) is int and counters.dead_lettered >= 0

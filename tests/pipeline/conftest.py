@@ -33,7 +33,7 @@ from tests.poison import publish_poison
 from tests.processes import ServiceProcess, python_module, wait_for
 
 REPLICAS = 3
-MONITOR_TABLES = ("readings", "hourly_consumption", "alerts", "devices", "replica_stats", "balancer_stats")
+MONITOR_TABLES = ("readings", "hourly_consumption", "alerts", "devices", "replica_stats")
 
 
 class Pipeline:

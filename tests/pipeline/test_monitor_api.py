@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
 
 from common.auth import Identity, mint_access_token
+from common.topology import BALANCER_STATUS_KEY, CONTROL_EXCHANGE
 from monitor.charts import bar_chart, nice_ceiling
 from monitor.consumption import day_hours
 
@@ -258,10 +261,13 @@ def test_names_are_escaped(as_user, device, sql):
         assert "<script>alert(1)" not in as_user(CLIENT, "GET", path).text
 
 
-def test_the_pipeline_fragment_shows_routing_per_replica(as_user, sql):
-    sql("INSERT INTO balancer_stats VALUES ('b', 1, 'hash', 10, 0, UTC_TIMESTAMP()), "
-        "('b', 2, 'hash', 7, 0, UTC_TIMESTAMP()), ('b', 0, 'hash', 0, 3, UTC_TIMESTAMP())")
+def test_the_pipeline_fragment_shows_routing_per_replica_from_the_balancers_view(as_user, pipeline):
+    """The counters travel in the balancer's view on pipeline.status, not in the database."""
+    view = {"instance": "b", "strategy": "hash", "sent_at": int(time.time() * 1000), "replicas": [],
+            "routed": {"1": 10, "2": 7}, "dead_lettered": 3}
+    pipeline.publish_raw(CONTROL_EXCHANGE, BALANCER_STATUS_KEY, [json.dumps(view).encode()])
     fragment = as_user(ADMIN, "GET", "/monitor/fragments/pipeline").text
+    assert 'data-testid="routed">10<' in fragment and 'data-testid="routed">7<' in fragment
     assert 'data-testid="strategy">hash<' in fragment
     assert fragment.count('data-testid="routed"') == 3
     assert "3 rejected by the balancer" in fragment

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from balancer.service import ConfirmTracker
-from balancer.stats import stats_rows
+from balancer.stats import routing_counters
+from monitor.pipeline_status import BalancerCounters, balancer_counters
 from monitor.storage import hour_start, hourly_sums, over_limit, reading_kwh
 from simulator.generate_sample import SAMPLE_PATH
 from simulator.household import interval_kwh
@@ -63,9 +64,11 @@ def test_tracker_waits_for_a_reopened_delivery():
     assert tracker.settle() == [("ack", 1)]
 
 
-def test_balancer_stats_rows_put_dead_letters_on_row_zero():
-    rows = stats_rows("b-1", "hash", {0: 4, 1: 10, 2: 7})
-    assert rows == [("b-1", 0, "hash", 0, 4), ("b-1", 1, "hash", 10, 0), ("b-1", 2, "hash", 7, 0)]
+def test_the_balancers_view_carries_its_counters_and_the_page_reads_them_back():
+    view = {"strategy": "hash", "sent_at": 1_732_611_600_000, **routing_counters({0: 4, 1: 10, 2: 7})}
+    assert view["routed"] == {"1": 10, "2": 7} and view["dead_lettered"] == 4
+    counters = balancer_counters(json.loads(json.dumps(view)))
+    assert counters == BalancerCounters("hash", datetime(2024, 11, 26, 9, 0), {1: 10, 2: 7}, 4)
 
 
 def test_hour_start_is_the_utc_clock_hour():
