@@ -37,6 +37,7 @@ from common.settings import load_settings  # noqa: E402
 from common.topology import (  # noqa: E402
     DEAD_LETTERS_QUEUE,
     READINGS_QUEUE,
+    QueueOptions,
     declare_queue,
     ingest_queue,
     ingest_queue_definition,
@@ -70,7 +71,7 @@ def broker_ceiling(settings, count: int) -> float:
     """Return messages/s through one durable queue: one confirming publisher, one idle consumer."""
     connection = connect(settings)
     channel = connection.channel()
-    channel.queue_declare(CEILING_QUEUE, durable=True)
+    channel.queue_declare(CEILING_QUEUE, durable=True, arguments={"x-queue-type": settings.queue_type})
     channel.queue_purge(CEILING_QUEUE)
     connection.close()
     consumed = threading.Event()
@@ -127,7 +128,7 @@ class PipelineRun:
             channel.queue_purge(queue)
         for n in range(1, self.replicas + 1):
             # Each replica's own queue (the balancer deletes one whose replica is gone).
-            declare_queue(channel, ingest_queue_definition(n))
+            declare_queue(channel, ingest_queue_definition(n, QueueOptions.from_settings(self.settings)))
             channel.queue_purge(ingest_queue(n))
         connection.close()
 

@@ -24,7 +24,7 @@ from common.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SOURCE_HEADER,
-    QueueLimits,
+    QueueOptions,
     declare_topology,
 )
 
@@ -75,7 +75,7 @@ def connect(settings: Settings, declare: bool = True) -> pika.BlockingConnection
     connection = pika.BlockingConnection(connection_parameters(settings))
     if declare and not settings.amqp_service:
         channel = connection.channel()
-        declare_topology(channel, QueueLimits.from_settings(settings))
+        declare_topology(channel, QueueOptions.from_settings(settings))
         channel.close()
     return connection
 

@@ -165,6 +165,8 @@ class Settings:
     # dead.letters keeps this many, dropping its oldest first.
     readings_queue_max_length: int = 1_000_000
     dead_letters_max_length: int = 100_000
+    # `quorum` replicates every durable queue over the broker cluster (common/topology.py).
+    queue_type: str = "classic"
 
     # Local ports (the gateway's routes follow them, see Caddyfile). Servers listen on
     # `bind_host`: loopback locally, every interface inside a container.
@@ -262,6 +264,7 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         warning_min_readings=_int("WARNING_MIN_READINGS", 3),
         readings_queue_max_length=_int("READINGS_QUEUE_MAX_LENGTH", 1_000_000),
         dead_letters_max_length=_int("DEAD_LETTERS_MAX_LENGTH", 100_000),
+        queue_type=_text("QUEUE_TYPE", Settings.queue_type),
         bind_host=_text("BIND_HOST", "127.0.0.1"),
         gateway_port=_int("GATEWAY_PORT", 8080),
         web_port=_int("WEB_PORT", 5000),
@@ -303,6 +306,8 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         raise SettingsError("EMS_WARNING_MIN_MINUTES must be 0..59 and EMS_WARNING_MIN_READINGS at least 1")
     if values["readings_queue_max_length"] < 1 or values["dead_letters_max_length"] < 1:
         raise SettingsError("EMS_READINGS_QUEUE_MAX_LENGTH and EMS_DEAD_LETTERS_MAX_LENGTH must be positive")
+    if values["queue_type"] not in ("classic", "quorum"):
+        raise SettingsError(f"EMS_QUEUE_TYPE must be classic or quorum, got {values['queue_type']!r}")
     if values["llm_timeout_seconds"] > 10:
         values["llm_timeout_seconds"] = 10.0
     known = {f.name for f in fields(Settings)}

@@ -11,6 +11,15 @@ publisher gets a nack and retries later, nothing is dropped), and
 input must not stop the pipeline, and the newest letters say most about it).
 A queue's arguments are fixed when it is created: `python -m migrations
 upgrade` replaces a queue declared with other ones (see migrations/broker.py).
+
+`EMS_QUEUE_TYPE=quorum` declares every durable queue as a quorum queue, replicated
+over the broker cluster's nodes (Raft), so that losing one node loses no message
+and stops no queue. Length limits, both overflow policies, single active consumer
+and dead-lettering work the same on quorum queues (RabbitMQ 3.10, tests/ha/).
+Per-process queues (exclusive, auto-delete) stay classic: a quorum queue cannot be
+exclusive, and such a queue dies with its connection anyway. No `x-delivery-limit`:
+consumers dead-letter poison themselves with a reason, and a limit would
+dead-letter good readings redelivered through a long database outage.
 """
 
 from __future__ import annotations
@@ -88,6 +97,10 @@ def alert_routing_key(user_id: int | str) -> str:
     return f"overconsumption.{user_id}"
 
 
+CLASSIC, QUORUM = "classic", "quorum"
+QUEUE_TYPES = (CLASSIC, QUORUM)
+
+
 @dataclass(frozen=True)
 class Queue:
     name: str
@@ -96,19 +109,21 @@ class Queue:
     arguments: dict = field(default_factory=dict)
     # dead.letters is the end of the line: a dead-letter exchange of its own would make a cycle.
     dead_lettered: bool = True
+    queue_type: str = CLASSIC
 
 
 @dataclass(frozen=True)
-class QueueLimits:
-    """Hold the length limits of the bounded queues (readings.incoming, dead.letters)."""
+class QueueOptions:
+    """Hold what the settings decide about the durable queues: length limits and queue type."""
 
     readings: int = Settings.readings_queue_max_length
     dead_letters: int = Settings.dead_letters_max_length
+    queue_type: str = Settings.queue_type
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> QueueLimits:
-        """Return the limits configured in `settings`."""
-        return cls(settings.readings_queue_max_length, settings.dead_letters_max_length)
+    def from_settings(cls, settings: Settings) -> QueueOptions:
+        """Return the options configured in `settings`."""
+        return cls(settings.readings_queue_max_length, settings.dead_letters_max_length, settings.queue_type)
 
 
 EXCHANGES: dict[str, str] = {
@@ -122,45 +137,58 @@ EXCHANGES: dict[str, str] = {
 }
 
 
-def shared_queues(limits: QueueLimits = QueueLimits()) -> list[Queue]:
+def shared_queues(options: QueueOptions = QueueOptions()) -> list[Queue]:
     """Return the queues every process may declare: all but the replicas' ingest queues."""
+    kind = options.queue_type
     return [
         Queue(DEAD_LETTERS_QUEUE, DEAD_LETTER_EXCHANGE, ("#",),
-              {"x-max-length": limits.dead_letters, "x-overflow": "drop-head"}, dead_lettered=False),
+              {"x-max-length": options.dead_letters, "x-overflow": "drop-head"}, dead_lettered=False,
+              queue_type=kind),
         Queue(READINGS_QUEUE, READINGS_EXCHANGE, (READING_ROUTING_KEY,),
-              {"x-max-length": limits.readings, "x-overflow": "reject-publish"}),
+              {"x-max-length": options.readings, "x-overflow": "reject-publish"}, queue_type=kind),
         Queue(
             MONITOR_EVENTS_QUEUE,
             EVENTS_EXCHANGE,
             ("user.*", "device.*"),
             # One consumer at a time keeps device events in order.
             {"x-single-active-consumer": True},
+            queue_type=kind,
         ),
         # One consumer at a time keeps each user's events in order.
-        Queue(SUPPORT_EVENTS_QUEUE, EVENTS_EXCHANGE, (USER_EVENTS_KEY,), {"x-single-active-consumer": True}),
-        Queue(NOTIFIER_ALERTS_QUEUE, ALERTS_EXCHANGE, ("overconsumption.*",)),
-        Queue(SUPPORT_INBOUND_QUEUE, CHAT_EXCHANGE, ("inbound.*",)),
-        # A snapshot dropped for a newer one is no letter to keep.
+        Queue(SUPPORT_EVENTS_QUEUE, EVENTS_EXCHANGE, (USER_EVENTS_KEY,), {"x-single-active-consumer": True},
+              queue_type=kind),
+        Queue(NOTIFIER_ALERTS_QUEUE, ALERTS_EXCHANGE, ("overconsumption.*",), queue_type=kind),
+        Queue(SUPPORT_INBOUND_QUEUE, CHAT_EXCHANGE, ("inbound.*",), queue_type=kind),
+        # A snapshot dropped for a newer one is no letter to keep. Quorum too: a classic
+        # queue whose node is down refuses every declare and publish until it returns.
         Queue(PIPELINE_STATUS_QUEUE, CONTROL_EXCHANGE, (BALANCER_STATUS_KEY,),
-              {"x-max-length": 1, "x-overflow": "drop-head"}, dead_lettered=False),
+              {"x-max-length": 1, "x-overflow": "drop-head"}, dead_lettered=False, queue_type=kind),
     ]
 
 
-def queues(replicas: int, limits: QueueLimits = QueueLimits()) -> list[Queue]:
+def queues(replicas: int, options: QueueOptions = QueueOptions()) -> list[Queue]:
     """Return every queue of the topology for a pipeline of `replicas` monitors."""
-    return shared_queues(limits) + [ingest_queue_definition(n) for n in range(1, replicas + 1)]
+    return shared_queues(options) + [ingest_queue_definition(n, options) for n in range(1, replicas + 1)]
 
 
-def ingest_queue_definition(replica: int) -> Queue:
+def ingest_queue_definition(replica: int, options: QueueOptions = QueueOptions()) -> Queue:
     """Return the ingest queue of monitor replica `replica` (any n: replicas join at will)."""
-    return Queue(ingest_queue(replica), INGEST_EXCHANGE, (ingest_routing_key(replica),))
+    return Queue(ingest_queue(replica), INGEST_EXCHANGE, (ingest_routing_key(replica),),
+                 queue_type=options.queue_type)
 
 
 def queue_arguments(queue: Queue) -> dict:
-    """Return the declare arguments of `queue`: its own plus the dead-letter exchange."""
-    if not queue.dead_lettered:
-        return dict(queue.arguments)
-    return {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE, **queue.arguments}
+    """Return the declare arguments of `queue`: its own, its type, and the dead-letter exchange.
+
+    A classic queue names no type: that is how every queue was declared before quorum
+    queues, and declaring it again must find the same arguments.
+    """
+    arguments = dict(queue.arguments)
+    if queue.queue_type != CLASSIC:
+        arguments["x-queue-type"] = queue.queue_type
+    if queue.dead_lettered:
+        arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
+    return arguments
 
 
 def declare_exchanges(channel) -> None:
@@ -176,7 +204,7 @@ def declare_queue(channel, queue: Queue) -> None:
         channel.queue_bind(queue=queue.name, exchange=queue.exchange, routing_key=key)
 
 
-def declare_topology(channel, limits: QueueLimits = QueueLimits()) -> None:
+def declare_topology(channel, options: QueueOptions = QueueOptions()) -> None:
     """Declare every exchange and shared queue with its bindings on a pika channel (idempotent).
 
     Ingest queues are not among them: each replica declares its own, and the balancer
@@ -184,5 +212,5 @@ def declare_topology(channel, limits: QueueLimits = QueueLimits()) -> None:
     they would come back as fast as they go, and a bind could meet a queue just deleted.
     """
     declare_exchanges(channel)
-    for queue in shared_queues(limits):
+    for queue in shared_queues(options):
         declare_queue(channel, queue)

@@ -37,13 +37,16 @@ from common.amqp import connect
 from common.broker_users import ensure_users
 from common.logs import log_event
 from common.settings import Settings
-from common.topology import Queue, QueueLimits, declare_exchanges, declare_topology, queue_arguments, queues
+from common.topology import Queue, QueueOptions, declare_exchanges, declare_topology, queue_arguments, queues
 
 logger = logging.getLogger(__name__)
 
 PRECONDITION_FAILED = 406
 NOT_FOUND = 404
 HOLDING_SUFFIX = ".upgrade"
+# Messages handed to the mover ahead of the one it copies, and how long a silence means empty.
+MOVE_PREFETCH = 100
+MOVE_IDLE_SECONDS = 0.5
 
 
 class BrokerUpgradeError(RuntimeError):
@@ -62,14 +65,14 @@ def upgrade_broker(settings: Settings) -> list[str]:
     try:
         channel = connection.channel()
         declare_exchanges(channel)
-        for queue in queues(settings.monitor_replicas, QueueLimits.from_settings(settings)):
+        for queue in queues(settings.monitor_replicas, QueueOptions.from_settings(settings)):
             if not _declared_as_wanted(connection, queue):
                 _replace(connection, queue)
                 replaced.append(queue.name)
                 log_event(logger, "migrations.queue_replaced", queue=queue.name,
                           arguments=queue_arguments(queue))
             _empty_holding_queue(connection, queue)
-        declare_topology(channel, QueueLimits.from_settings(settings))
+        declare_topology(channel, QueueOptions.from_settings(settings))
     finally:
         connection.close()
     if settings.amqp_passwords:
@@ -134,11 +137,7 @@ def _replace(connection, queue: Queue) -> None:
     _bind(channel, holding, queue)
     _unbind(channel, queue.name, queue)
     moved = _move(channel, queue.name, holding)
-    try:
-        channel.queue_delete(queue.name, if_unused=True, if_empty=True)
-    except pika.exceptions.ChannelClosedByBroker as error:
-        raise BrokerUpgradeError(f"{queue.name} got a consumer or a message while being replaced; "
-                                 f"upgrade again ({error.reply_text})") from error
+    _delete_empty_unbound(channel, queue.name)
     channel.queue_declare(queue.name, durable=True, arguments=queue_arguments(queue))
     _bind(channel, queue.name, queue)
     log_event(logger, "migrations.queue_held", queue=queue.name, messages=moved)
@@ -160,24 +159,44 @@ def _empty_holding_queue(connection, queue: Queue) -> None:
         raise BrokerUpgradeError(
             f"{queue.name} is full (its new length limit is below the backlog): the rest waits in "
             f"{holding}; upgrade again once it has drained") from error
-    channel.queue_delete(holding, if_unused=True, if_empty=True)
+    _delete_empty_unbound(channel, holding)
     log_event(logger, "migrations.queue_restored", queue=queue.name, messages=moved)
+
+
+def _delete_empty_unbound(channel, name: str) -> None:
+    """Delete queue `name`, which has no bindings left, once it is seen empty and unused.
+
+    Quorum queues refuse the broker's own guard (a delete `if_empty`/`if_unused`, RabbitMQ
+    3.10), so the guard is a look just before: unbound, nothing new can land in between.
+    """
+    state = channel.queue_declare(name, passive=True).method
+    if state.message_count or state.consumer_count:
+        raise BrokerUpgradeError(f"{name} got a consumer or a message while being replaced "
+                                 f"({state.consumer_count} consumer(s), {state.message_count} message(s)); "
+                                 "upgrade again")
+    channel.queue_delete(name)
 
 
 def _move(channel, source: str, target: str) -> int:
     """Move every message of `source` to `target` in order, keeping its properties; return how many.
 
-    Each copy is confirmed by the broker before its original is acked.
+    Each copy is confirmed by the broker before its original is acked. Taken by a
+    consumer, not `basic_get`: a quorum queue with a single active consumer refuses gets.
     """
     moved = 0
-    while True:
-        method, properties, body = channel.basic_get(source)
-        if method is None:
-            return moved
-        try:
-            channel.basic_publish("", target, body, properties, mandatory=True)
-        except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            raise
-        channel.basic_ack(method.delivery_tag)
-        moved += 1
+    channel.basic_qos(prefetch_count=MOVE_PREFETCH)
+    try:
+        for method, properties, body in channel.consume(source, inactivity_timeout=MOVE_IDLE_SECONDS):
+            if method is None:  # nothing came for a while: the queue is empty
+                return moved
+            try:
+                channel.basic_publish("", target, body, properties, mandatory=True)
+            except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                raise
+            channel.basic_ack(method.delivery_tag)
+            moved += 1
+    finally:
+        # Deliveries not yet taken (prefetched behind a refused one) go back to `source`.
+        channel.cancel()
+    return moved

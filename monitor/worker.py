@@ -46,6 +46,7 @@ from common.metrics import count_stored_batch
 from common.settings import Settings
 from common.topology import (
     CONTROL_EXCHANGE,
+    QueueOptions,
     declare_queue,
     ingest_queue,
     ingest_queue_definition,
@@ -150,7 +151,8 @@ class IngestWorker:
         # Any replica number may join: its queue is there before the balancer hears of it.
         # Declared right before consuming: the balancer deletes an orphan queue that is empty
         # and unused (a delete in between makes the consume fail, and the reconnect declares again).
-        declare_queue(self._consume_channel, ingest_queue_definition(self.replica))
+        declare_queue(self._consume_channel,
+                      ingest_queue_definition(self.replica, QueueOptions.from_settings(self.settings)))
         consumer_tag = self._consume_channel.basic_consume(self.queue, self._on_delivery)
         while not self.stopping:
             HEALTH.turned()

@@ -17,7 +17,7 @@ from common.topology import (
     READING_ROUTING_KEY,
     READINGS_EXCHANGE,
     READINGS_QUEUE,
-    QueueLimits,
+    QueueOptions,
     declare_exchanges,
     queue_arguments,
     queues,
@@ -86,7 +86,7 @@ def test_old_queues_are_replaced_by_bounded_ones_with_every_message_kept(broker)
         declare_old_layout(channel)
         publish(channel, READINGS_EXCHANGE, READING_ROUTING_KEY, readings)
         publish(channel, DEAD_LETTER_EXCHANGE, "ingest.1.reading", letters)
-        new = {q.name: queue_arguments(q) for q in queues(3, QueueLimits.from_settings(broker))}
+        new = {q.name: queue_arguments(q) for q in queues(3, QueueOptions.from_settings(broker))}
         assert not declares_with(connection, READINGS_QUEUE, new[READINGS_QUEUE])
 
         replaced = upgrade_broker(broker)
