@@ -1,10 +1,15 @@
 """Consumption in the viewer's time zone: day hours (DST-aware), daily totals, summaries.
 
 Hourly buckets are UTC clock hours in the database. A local day is the run of
-UTC hours from its local midnight to the next: 24 hours usually, 23 on the
-day clocks spring forward and 25 when they fall back. (In zones with a
-half-hour offset a bucket straddles two local hours; it is shown at its local
-start time, e.g. 05:30.)
+UTC hours whose start falls in it (from local midnight, inclusive, to the next
+local midnight): 24 hours usually, 23 on the day clocks spring forward and 25
+when they fall back; the hour that repeats is shown twice, each with its UTC
+offset. In zones whose offset is not a whole hour (Asia/Kolkata +5:30,
+Asia/Kathmandu +5:45) a stored hour straddles two local hours; it belongs to
+the local day its start falls in and is shown at its local start (00:30,
+01:30, ... 23:30 in Kolkata). So the day chart, the daily total, the week,
+month and year totals all take exactly the same hours, and consecutive days
+tile the UTC hours without gap or overlap.
 """
 
 from __future__ import annotations
@@ -26,10 +31,26 @@ class HourValue:
 
     start: datetime  # aware, in the viewer's zone
     kwh: Decimal
+    # The local hour happens twice this day (clocks went back): tell them apart by offset.
+    repeated: bool = False
 
     @property
     def label(self) -> str:
-        return self.start.strftime("%H:%M")
+        """Return the local start, e.g. "14:00", or "03:00 UTC+3" for an hour that repeats."""
+        clock = self.start.strftime("%H:%M")
+        return f"{clock} {utc_offset_label(self.start)}" if self.repeated else clock
+
+
+def hour_end(hour: HourValue) -> datetime:
+    """Return when an hour ends, in its zone (an hour later in UTC, whatever the clocks did)."""
+    return (hour.start.astimezone(UTC) + timedelta(hours=1)).astimezone(hour.start.tzinfo)
+
+
+def utc_offset_label(moment: datetime) -> str:
+    """Return an aware moment's UTC offset as people write it: "UTC+3", "UTC-4", "UTC+5:30"."""
+    minutes = round(moment.utcoffset().total_seconds() // 60)
+    sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
 
 @dataclass(frozen=True)
@@ -46,9 +67,14 @@ def utc_naive(moment: datetime) -> datetime:
 
 
 def local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:
-    """Return the UTC hour in which the local `day` starts (aware)."""
-    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-    return start.replace(minute=0, second=0, microsecond=0)
+    """Return the first UTC hour that starts at or after the local `day`'s midnight (aware).
+
+    In whole-hour zones that is midnight itself; in Kolkata (+5:30) it is the hour
+    starting at 00:30 local, so each stored hour belongs to the day its start falls in.
+    """
+    midnight = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    hour = midnight.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == midnight else hour + timedelta(hours=1)
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -110,7 +136,10 @@ def hourly_of_devices_between(connection: Connection, device_ids: list[str], sta
 
 def hours_of_day(stored: dict, day: date, zone: ZoneInfo) -> list[HourValue]:
     """Return every hour of a local day from {UTC hour: kWh} (0 where nothing was measured)."""
-    return [HourValue(hour.astimezone(zone), stored.get(hour, ZERO)) for hour in day_hours(day, zone)]
+    starts = [hour.astimezone(zone) for hour in day_hours(day, zone)]
+    clocks = [start.strftime("%H:%M") for start in starts]
+    return [HourValue(start, stored.get(start.astimezone(UTC), ZERO), repeated=clocks.count(clock) > 1)
+            for start, clock in zip(starts, clocks, strict=True)]
 
 
 def hourly_for_day(connection: Connection, device_id: str, day: date, zone: ZoneInfo,

@@ -7,7 +7,7 @@ with the fragment alone.
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request
 
@@ -24,13 +24,14 @@ from monitor.api.access import (
     visible_since,
 )
 from monitor.api.json_routes import device_filter, mark_own_alert_read
-from monitor.charts import bar_chart, sparkline
+from monitor.charts import bar_chart, day_done, sparkline
 from monitor.consumption import (
     daily_totals,
     day_bounds,
     day_total,
     days_of,
     devices_of,
+    hour_end,
     hourly_for_day,
     hourly_of_devices_between,
     hours_of_day,
@@ -58,7 +59,7 @@ def chart_context(device, view: str, day):
     with database() as connection:
         if view == "day":
             hours = hourly_for_day(connection, device.id, day, zone, visible_since(device))
-            chart = bar_chart([h.label for h in hours], [h.kwh for h in hours], device.max_hourly_kwh)
+            chart = day_chart(hours, device.max_hourly_kwh)
             return {"chart": chart, "total": day_total(hours), "peak": peak_hour(hours),
                     "previous": day - timedelta(days=1), "next": day + timedelta(days=1)}
         if view == "year":
@@ -66,18 +67,28 @@ def chart_context(device, view: str, day):
                                                visible_since(device)))
         first, last = week_range(day) if view == "week" else month_range(day)
         days = daily_totals(connection, device.id, first, last, zone, visible_since(device))
-    labels = [d.day.strftime("%a %d" if view == "week" else "%d") for d in days]
-    chart = bar_chart(labels, [d.kwh for d in days])
+    # Weekday and date on two lines: a week's seven labels fit a phone's width.
+    labels = [d.day.strftime("%a\n%d" if view == "week" else "%d") for d in days]
+    chart = bar_chart(labels, [d.kwh for d in days], titles=[d.day.strftime("%a %d %b") for d in days])
     best = max(days, key=lambda d: d.kwh)
     return {"chart": chart, "total": sum(d.kwh for d in days), "peak_day": best if best.kwh > 0 else None,
             "first": first, "last": last,
             "previous": first - timedelta(days=1), "next": last + timedelta(days=1)}
 
 
+def day_chart(hours, limit):
+    """Return the day chart: a bar per hour; both halves of an hour that repeats show their offset."""
+    titles = [f"{hour.label} – {hour_end(hour):%H:%M}" for hour in hours]
+    repeated = frozenset(index for index, hour in enumerate(hours) if hour.repeated)
+    return bar_chart([hour.label for hour in hours], [hour.kwh for hour in hours], limit, titles=titles,
+                     keep_labels=repeated)
+
+
 def year_context(months) -> dict:
     """Return the year chart: 12 monthly totals, the month over the limit most hours highlighted."""
     worst = most_hours_over(months)
-    chart = bar_chart([month.label for month in months], [month.kwh for month in months])
+    chart = bar_chart([month.label for month in months], [month.kwh for month in months],
+                      titles=[month.first.strftime("%B %Y") for month in months])
     # The highlighted bar is the month with the most hours over the limit, not a total over one.
     chart = dataclasses.replace(chart, bars=[dataclasses.replace(bar, over_limit=month is worst)
                                              for bar, month in zip(chart.bars, months, strict=True)])
@@ -158,13 +169,15 @@ def device_cards(connection, devices) -> list[dict]:
     week = hourly_of_devices_between(connection, [device.id for device in devices],
                                      day_bounds(first, zone)[0], day_bounds(day, zone)[1])
     viewer, cards = current_identity(), []
+    done = day_done(*day_bounds(day, zone), datetime.now(UTC))  # today's share gone, for the trend
     for device in devices:
         since = visible_since(device)
         stored = {hour: kwh for hour, kwh in week[device.id].items()
                   if since is None or hour.replace(tzinfo=None) >= since}
         days = days_of(stored, first, day, zone)
         hours = hours_of_day(stored, day, zone)
-        cards.append({"device": device, "today": days[-1].kwh, "trend": sparkline([d.kwh for d in days]),
+        cards.append({"device": device, "today": days[-1].kwh,
+                      "trend": sparkline([d.kwh for d in days], done),
                       "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
                       "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id)})
     return cards
@@ -204,7 +217,7 @@ def pipeline_page():
     """Show the live pipeline page (its status fragment refreshes every 2 s)."""
     with database() as connection:
         status = pipeline_status(settings(), connection)
-    return render_template("monitor/pipeline.html", status=status)
+    return render_template("monitor/pipeline.html", status=status, zone=viewer_timezone())
 
 
 @blueprint.get("/fragments/pipeline")
@@ -213,4 +226,4 @@ def pipeline_fragment():
     """Render the pipeline's current state."""
     with database() as connection:
         status = pipeline_status(settings(), connection)
-    return render_template("monitor/_pipeline_status.html", status=status)
+    return render_template("monitor/_pipeline_status.html", status=status, zone=viewer_timezone())

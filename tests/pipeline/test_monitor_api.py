@@ -91,7 +91,7 @@ def test_a_new_owner_sees_nothing_of_the_previous_owners_consumption_or_alerts(a
     assert [item["latest_alert"] for item in summary if item["id"] == device_id] == [None]
     year = {viewer: as_user(viewer, "GET", f"/monitor/devices/{device_id}?view=year&{day}",
                             {"HX-Request": "true"}).text for viewer in (CLIENT, ADMIN)}
-    assert "2.0" in year[ADMIN] and "2.0" not in year[CLIENT]
+    assert "November 2026: 2.000 kWh" in year[ADMIN] and "November 2026: 0.500 kWh" in year[CLIENT]
 
 
 def test_a_first_owner_sees_the_whole_history(as_user, sql, device):
@@ -143,7 +143,7 @@ def test_the_day_chart_follows_the_viewers_zone_across_the_autumn_change(as_user
     add_hour(sql, device, datetime(2026, 10, 24, 21), "9")  # 23:00 local on the 24th: not this day
     body = as_user(CLIENT, "GET", f"/api/monitor/devices/{device}/hourly?date=2026-10-25&tz={BERLIN}").json
     assert len(body["hours"]) == 25
-    assert [h["label"] for h in body["hours"][:4]] == ["00:00", "01:00", "02:00", "02:00"]
+    assert [h["label"] for h in body["hours"][:4]] == ["00:00", "01:00", "02:00 UTC+2", "02:00 UTC+1"]
     assert [h["kwh"] for h in body["hours"][2:4]] == [0.5, 1.5]
     assert body["hours"][3]["over_limit"] is True
     assert body["total_kwh"] == 2.0
@@ -234,6 +234,7 @@ def test_the_device_page_draws_the_limit_and_highlights_over_limit_hours(as_user
     add_hour(sql, device, datetime(2026, 7, 1, 11), "0.4")
     page = as_user(CLIENT, "GET", f"/monitor/devices/{device}?date=2026-07-01&tz=UTC").text
     assert page.count('class="bar over"') == 1
+    assert 'aria-label="10:00 – 11:00: 1.800 kWh · over the limit"' in page
     assert 'class="limit"' in page
     assert 'type="date"' in page and "2026-06-30" in page and "2026-07-02" in page
     assert "2.20 kWh" in page  # the day total
