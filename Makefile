@@ -27,10 +27,12 @@ setup:
 migrate:
 	$(BIN)/python -m migrations upgrade
 
-## seed: demo administrator, clients and devices, and a week of their readings (safe to repeat:
+## seed: demo administrator, clients and devices, two weeks of their support conversations (with
+## ratings, for the Support stats page), and a week of their readings (safe to repeat:
 ## readings are identified by device and time, so a second backfill adds only what is new)
 seed:
 	$(BIN)/python -m web seed
+	set -o pipefail; $(BIN)/python -m web demo-users | $(BIN)/python -m support seed-demo
 	$(BIN)/python -m simulator backfill --days 7 $$($(BIN)/python -m web demo-devices | sed 's/^/--device /')
 
 lint:

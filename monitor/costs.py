@@ -51,11 +51,14 @@ def hourly_costs(book: TariffBook, stored: dict[datetime, Decimal]) -> dict[date
     return {hour: hour_cost(book, hour, kwh) for hour, kwh in stored.items()}
 
 
+def money_of(book: TariffBook, amount: Decimal) -> Money | None:
+    """Return `amount` in the tariffs' currency, or None when no tariff exists."""
+    return None if book.currency is None else Money(amount, book.currency)
+
+
 def total_cost(book: TariffBook, stored: dict[datetime, Decimal]) -> Money | None:
     """Return the exact cost of every hour of {aware hour: kWh}, or None when no tariff exists."""
-    if book.currency is None:
-        return None
-    return Money(sum(hourly_costs(book, stored).values(), ZERO), book.currency)
+    return money_of(book, sum(hourly_costs(book, stored).values(), ZERO))
 
 
 def costs_by(book: TariffBook, stored: dict[datetime, Decimal], keys: list[Hashable],

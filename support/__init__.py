@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
-    from support import api, filters, pages, users
+    from support import api, filters, pages, tools, users
 
     # Tokens of ended sessions are refused as soon as support.events tells (support.users).
     configure_jwt(app, settings, SessionVersions(users.known_sessions))
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     filters.init_filters(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(tools.blueprint)
     return app
 
 

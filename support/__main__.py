@@ -1,4 +1,5 @@
-"""`python -m support consumer` consumes inbound chat; `seed-rules` seeds the bot's rules."""
+"""`python -m support consumer` consumes inbound chat; `seed-rules` seeds the bot's rules;
+`seed-demo` adds the demo clients' past conversations (people as JSON lines on stdin)."""
 
 from __future__ import annotations
 
@@ -57,13 +58,26 @@ def seed_rules() -> None:
         log_event(logger, "support.rules_seeded", count=rules.seed_rules())
 
 
+def seed_demo() -> None:
+    """Add two weeks of resolved, rated conversations for the demo clients read on stdin."""
+    import sys
+
+    from support import create_app
+    from support.demo import parse_people, seed_demo_history
+
+    app = create_app(load_settings(service="support"))
+    with app.app_context():
+        seeded = seed_demo_history(parse_people(sys.stdin))
+    print(f"Demo support history ready ({seeded} clients' conversations created).")
+
+
 def main() -> None:
     """Parse the command line and run it."""
     parser = argparse.ArgumentParser(prog="python -m support")
-    parser.add_argument("command", choices=["consumer", "seed-rules"])
+    parser.add_argument("command", choices=["consumer", "seed-rules", "seed-demo"])
     arguments = parser.parse_args()
     configure_logging("support", load_settings(service="support").log_level)
-    {"consumer": run_consumer, "seed-rules": seed_rules}[arguments.command]()
+    {"consumer": run_consumer, "seed-rules": seed_rules, "seed-demo": seed_demo}[arguments.command]()
 
 
 if __name__ == "__main__":

@@ -148,3 +148,57 @@ class PresenceInstance(db.Model):
     @property
     def admin_ids(self) -> list[int]:
         return json.loads(self.admin_ids_json or "[]")
+
+
+class CannedReply(db.Model):
+    """A prepared answer administrators insert with `/`; its text may hold `{placeholders}`."""
+
+    __tablename__ = "canned_replies"
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    title = sa.Column(sa.String(80), nullable=False, unique=True)
+    text = sa.Column(sa.Text, nullable=False)
+    updated_at = sa.Column(Timestamp, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class ConversationNote(db.Model):
+    """A private note an administrator left on a conversation; clients never see it."""
+
+    __tablename__ = "conversation_notes"
+    __table_args__ = (sa.Index("ix_conversation_notes_conversation_id_id", "conversation_id", "id"),)
+
+    id = sa.Column(sa.BigInteger, primary_key=True, autoincrement=True)
+    conversation_id = sa.Column(sa.BigInteger, sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+                                nullable=False)
+    author_id = sa.Column(sa.Integer, nullable=False)
+    author_name = sa.Column(sa.String(120), nullable=False, default="")
+    body = sa.Column(sa.Text, nullable=False)
+    created_at = sa.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class Resolution(db.Model):
+    """One resolved episode of a conversation (first message to "Resolve"), and the client's rating of it.
+
+    A conversation is reopened by the client's next message, so it can have many;
+    the figures of the stats page are computed from these rows.
+    """
+
+    __tablename__ = "resolutions"
+    __table_args__ = (
+        sa.Index("ix_resolutions_conversation_id_resolved_at", "conversation_id", "resolved_at"),
+        sa.Index("ix_resolutions_resolved_at", "resolved_at"),
+        sa.Index("ix_resolutions_opened_at", "opened_at"),
+    )
+
+    id = sa.Column(sa.BigInteger, primary_key=True, autoincrement=True)
+    conversation_id = sa.Column(sa.BigInteger, sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+                                nullable=False)
+    resolved_by_id = sa.Column(sa.Integer, nullable=True)
+    resolved_by_name = sa.Column(sa.String(120), nullable=True)
+    opened_at = sa.Column(Timestamp, nullable=False)
+    first_response_at = sa.Column(Timestamp, nullable=True)  # the first administrator's message
+    resolved_at = sa.Column(Timestamp, nullable=False)
+    bot_only = sa.Column(sa.Boolean, nullable=False)  # no administrator wrote in the episode
+    rating = sa.Column(sa.SmallInteger, nullable=True)
+    rating_comment = sa.Column(sa.Text, nullable=True)
+    rated_at = sa.Column(Timestamp, nullable=True)

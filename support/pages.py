@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+import logging
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from common.auth import current_identity, login_required
+from common.logs import log_event
 from common.pages import viewer_timezone
-from support import bot, chat, llm, presence, rules
+from support import assignment, bot, chat, llm, notes, presence, ratings, rules
 from support.extensions import db
 from support.models import BotRule
 from support.views import (
     STATE_LABELS,
     accessible_conversation,
+    broadcaster,
     change_state,
     client_conversation,
     parse_before,
 )
 
 blueprint = Blueprint("support", __name__, url_prefix="/support")
+logger = logging.getLogger(__name__)
 
 
 @blueprint.app_context_processor
@@ -36,7 +41,8 @@ def widget():
                            has_earlier=has_earlier, viewer_identity=client,
                            seen_id=chat.seen_up_to(conversation, client),
                            unread=chat.unread_count(conversation, client),
-                           admins_online=presence.admins_online())
+                           admins_online=presence.admins_online(),
+                           rating_due=ratings.pending_rating(conversation))
 
 
 @blueprint.get("/conversations/<int:conversation_id>/messages")
@@ -56,15 +62,22 @@ def inbox():
     admin = current_identity()
     selected = request.args.get("c", type=int)
     context = _conversation_context(admin, selected) if selected else {}
-    return render_template("support/inbox.html", rows=chat.inbox(admin), selected_id=selected, **context)
+    return render_template("support/inbox.html", inbox=_inbox_page(), views=assignment.VIEWS,
+                           selected_id=selected, **context)
 
 
 @blueprint.get("/inbox/list")
 @login_required(role="admin")
 def inbox_list():
-    """Render the inbox's list of conversations (refreshed live)."""
-    return render_template("support/_inbox_list.html", rows=chat.inbox(current_identity()),
+    """Render the inbox's list of conversations in the chosen view and search (refreshed live)."""
+    return render_template("support/_inbox_list.html", inbox=_inbox_page(),
                            selected_id=request.args.get("selected", type=int))
+
+
+def _inbox_page() -> assignment.InboxPage:
+    """Return the inbox page the request asks for (`view`, `q`, `page`)."""
+    return assignment.inbox_page(current_identity(), assignment.clean_view(request.args.get("view")),
+                                 request.args.get("q", ""), request.args.get("page", 1, type=int) or 1)
 
 
 @blueprint.get("/conversations/<int:conversation_id>")
@@ -86,11 +99,32 @@ def conversation_action(conversation_id: int, action: str):
     return render_template("support/_conversation.html", **_conversation_context(admin, conversation_id))
 
 
+@blueprint.post("/conversations/<int:conversation_id>/assign")
+@login_required(role="admin")
+def assign(conversation_id: int):
+    """Assign the conversation to the administrator chosen in the form, then render it again."""
+    admin = current_identity()
+    conversation = accessible_conversation(admin, conversation_id, lock=True)
+    try:
+        assignee = assignment.assign_to(conversation, request.form.get("admin_id", 0, type=int))
+    except LookupError as error:
+        db.session.rollback()
+        abort(422, description=str(error))
+    db.session.commit()
+    log_event(logger, "support.conversation_assigned", conversation_id=conversation.id,
+              admin_id=admin.user_id, assignee_id=assignee.user_id)
+    broadcaster().conversation(conversation)
+    return render_template("support/_conversation.html", **_conversation_context(admin, conversation_id))
+
+
 def _conversation_context(admin, conversation_id: int) -> dict:
     selected = accessible_conversation(admin, conversation_id)
     messages, has_earlier = chat.history(selected)
     return {"conversation": selected, "messages": messages, "has_earlier": has_earlier,
-            "viewer_identity": admin, "seen_id": chat.seen_up_to(selected, admin)}
+            "viewer_identity": admin, "seen_id": chat.seen_up_to(selected, admin),
+            # The administrators' tools beside the chat.
+            "notes": notes.notes_of(selected), "admins": assignment.known_admins(),
+            "resolutions": ratings.resolutions_of(selected)}
 
 
 @blueprint.get("/rules")

@@ -30,12 +30,11 @@ from common.amqp import connect, dead_letter, internal_error_reason, run_with_re
 from common.auth import Identity, KnownSessions
 from common.db import blames_the_message, refusal_reason
 from common.logs import log_event
-from common.messages import Event, InvalidMessage, parse_event
+from common.messages import ChatMessage, Event, InvalidMessage, parse_event
 from common.realtime import ADMINS_ROOM, user_room
 from common.settings import Settings
 from common.topology import SUPPORT_EVENTS_QUEUE
 from support import chat
-from support.chat import Inbound
 from support.extensions import db
 from support.models import Conversation, Message, Timestamp, utcnow
 
@@ -53,6 +52,7 @@ class KnownUser(db.Model):
 
     user_id = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
     name = sa.Column(sa.String(120), nullable=False, default="")
+    role = sa.Column(sa.String(8), nullable=True)  # NULL: known from before roles were kept
     token_version = sa.Column(sa.Integer, nullable=False, default=0)
     deleted = sa.Column(sa.Boolean, nullable=False, default=False)
     last_sequence = sa.Column(sa.BigInteger, nullable=False)
@@ -73,7 +73,7 @@ def client_identity(conversation: Conversation) -> Identity:
     return Identity(conversation.client_id, "client", conversation.client_name, token_version=known.version)
 
 
-def with_known_senders(parsed: dict[bytes, Inbound]) -> tuple[dict[bytes, Inbound], set[int]]:
+def with_known_senders(parsed: dict[bytes, ChatMessage]) -> tuple[dict[bytes, ChatMessage], set[int]]:
     """Give each sender the name of the newest event about them; return also the deleted senders.
 
     A token keeps the name it was issued with for its whole life: after a rename
@@ -107,6 +107,7 @@ def apply_user_event(event: Event) -> list[Conversation]:
         db.session.add(row)
     # A deletion keeps the version: every token of the user is refused anyway.
     row.name, row.deleted, row.last_sequence = user.name[:120], deleted, event.sequence
+    row.role = user.role  # the administrators a conversation can be assigned to
     row.token_version = max(row.token_version or 0, user.token_version)
     name = DELETED_USER_NAME if deleted else user.name[:120]
     # Found by the unique key (sender_id, client_message_id); the bot's id is never a user's.

@@ -9,7 +9,7 @@ from flask import abort, current_app
 
 from common.auth import Identity
 from common.logs import log_event
-from support import chat
+from support import chat, ratings
 from support.extensions import db
 from support.models import Conversation
 from support.notify import Broadcaster
@@ -58,6 +58,7 @@ def change_state(admin: Identity, conversation_id: int, action: str) -> Conversa
     if action == "take":
         chat.assign(conversation, admin)
     elif action == "resolve":
+        ratings.record_resolution(conversation, admin)  # the episode, for the stats and the client's rating
         chat.resolve(conversation)
     else:
         abort(400, description="unknown action")

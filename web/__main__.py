@@ -42,6 +42,8 @@ def main() -> None:
     commands.add_parser("relay", help="publish outbox events to RabbitMQ until stopped")
     commands.add_parser("seed", help="create the demo administrator, clients and devices (idempotent)")
     commands.add_parser("demo-logins", help="print the demo logins")
+    commands.add_parser("demo-users", help="print the demo users as JSON lines (id, name, role), "
+                                           "what `python -m support seed-demo` reads")
     commands.add_parser("demo-devices", help="print the demo devices as ID=LIMIT, one a line "
                                              "(the simulator's --device format)")
     admin = commands.add_parser("create-admin", help=f"create an administrator (password from "
@@ -61,6 +63,12 @@ def main() -> None:
         from web.demo import demo_logins_text
 
         print(demo_logins_text())
+    elif arguments.command == "demo-users":
+        from web import create_app
+        from web.demo import demo_users_lines
+
+        with create_app(settings).app_context():
+            print(demo_users_lines())
     elif arguments.command == "seed":
         from web import create_app
         from web.demo import seed

@@ -6,6 +6,7 @@ Device ids are fixed so that re-seeding finds the same devices again.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -86,6 +87,13 @@ def seed(hasher: PasswordHasher) -> dict[str, int]:
         created["devices"] += 1
     db.session.commit()
     return created
+
+
+def demo_users_lines() -> str:
+    """Return the demo users that exist as JSON lines: {"id", "name", "role"} (support's seed reads them)."""
+    emails = [account.email for account in DEMO_ACCOUNTS]
+    users = db.session.query(User).filter(User.email.in_(emails)).order_by(User.id)
+    return "\n".join(json.dumps({"id": user.id, "name": user.name, "role": user.role}) for user in users)
 
 
 def demo_logins_text() -> str:

@@ -14,6 +14,7 @@ from common.logs import configure_logging
 from common.metrics import instrument_flask
 from common.pages import init_pages
 from common.settings import Settings, load_settings
+from monitor.costs import money_text
 from monitor.storage import create_monitor_engine
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(EMS_SETTINGS=settings, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     app.extensions["monitor_engine"] = create_monitor_engine(settings)
-    from monitor.api import access, json_routes, pages
+    from monitor.api import access, json_routes, pages, tariff_pages
 
     # Tokens of ended sessions are refused as soon as monitor.events tells (monitor.events).
     configure_jwt(app, settings, SessionVersions(access.known_sessions))
@@ -36,7 +37,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(json_routes.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(tariff_pages.blueprint)
     app.jinja_env.filters["kwh"] = format_kwh
+    app.jinja_env.filters["money"] = money_text
     app.jinja_env.globals["utc"] = UTC
     return app
 

@@ -22,14 +22,19 @@ from monitor.api.access import (
     visible_since,
 )
 from monitor.consumption import (
+    ZERO,
     daily_totals,
     day_bounds,
     day_total,
+    days_of,
     hourly_between,
     hourly_for_day,
     peak_hour,
     today,
 )
+from monitor.costs import costs_by_day, hour_cost, money_of
+from monitor.spending import cost_json, exact_amount, month_start, today_and_month
+from monitor.tariffs import load_tariffs
 
 blueprint = Blueprint("monitor_api", __name__, url_prefix="/api/monitor")
 
@@ -51,13 +56,20 @@ def hourly(device_id: str):
     day, zone = day_argument(), viewer_timezone()
     with database() as connection:
         hours = hourly_for_day(connection, device.id, day, zone, visible_since(device))
+        tariffs = load_tariffs(connection)
     peak = peak_hour(hours)
+    # Each hour's cost is exact (it sums to the day's); the day's total is rounded once.
+    # A list, not a dict by local start: the hour that repeats when clocks go back has the same key.
+    costs = [hour_cost(tariffs, hour.start, hour.kwh) for hour in hours]
     return jsonify(
         device_id=device.id, date=day.isoformat(), timezone=zone.key,
         limit_kwh=float(device.max_hourly_kwh), total_kwh=float(day_total(hours)),
+        currency=tariffs.currency, total_cost=cost_json(money_of(tariffs, sum(costs, ZERO))),
         peak={"start": peak.start.isoformat(), "kwh": float(peak.kwh)} if peak else None,
         hours=[{"start": hour.start.isoformat(), "label": hour.label, "kwh": float(hour.kwh),
-                "over_limit": hour.kwh > device.max_hourly_kwh} for hour in hours],
+                "cost": exact_amount(cost) if tariffs.currency else None,
+                "over_limit": hour.kwh > device.max_hourly_kwh}
+               for hour, cost in zip(hours, costs, strict=True)],
     )
 
 
@@ -69,9 +81,15 @@ def daily(device_id: str):
     first, last = range_arguments(default_days=7)
     zone = viewer_timezone()
     with database() as connection:
-        days = daily_totals(connection, device.id, first, last, zone, visible_since(device))
+        stored = hourly_between(connection, device.id, day_bounds(first, zone)[0], day_bounds(last, zone)[1],
+                                visible_since(device))
+        tariffs = load_tariffs(connection)
+    days = days_of(stored, first, last, zone)
+    costs = costs_by_day(tariffs, stored, [day.day for day in days], zone)
     return jsonify(device_id=device.id, timezone=zone.key, **{"from": first.isoformat()}, to=last.isoformat(),
-                   days=[{"date": day.day.isoformat(), "kwh": float(day.kwh)} for day in days])
+                   currency=tariffs.currency,
+                   days=[{"date": day.day.isoformat(), "kwh": float(day.kwh), "cost": cost_json(cost)}
+                         for day, cost in zip(days, costs, strict=True)])
 
 
 @blueprint.get("/devices/<device_id>/export.csv")
@@ -85,11 +103,15 @@ def export_csv(device_id: str):
     _, end = day_bounds(last, zone)
     with database() as connection:
         rows = hourly_between(connection, device.id, start, end, visible_since(device))
+        tariffs = load_tariffs(connection)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["hour_start_utc", "hour_start_local", "kwh"])
+    # The cost of each hour is exact (kWh × the price in force then): the column sums to the period's cost.
+    writer.writerow(["hour_start_utc", "hour_start_local", "kwh", "cost", "currency"])
     for hour, kwh in sorted(rows.items()):
-        writer.writerow([hour.isoformat(), hour.astimezone(zone).isoformat(), f"{kwh:.6f}"])
+        cost = exact_amount(hour_cost(tariffs, hour, kwh)) if tariffs.currency else ""
+        writer.writerow([hour.isoformat(), hour.astimezone(zone).isoformat(), f"{kwh:.6f}", cost,
+                         tariffs.currency or ""])
     filename = f"consumption-{device.id}-{first.isoformat()}-{last.isoformat()}.csv"
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -103,14 +125,21 @@ def summary():
     day = today(zone)
     items = []
     with database() as connection:
+        tariffs = load_tariffs(connection)
         for device in visible_devices(connection, viewer):
             totals = daily_totals(connection, device.id, day - timedelta(days=1), day, zone,
                                   visible_since(device))
+            month = hourly_between(connection, device.id, month_start(day, zone), day_bounds(day, zone)[1],
+                                   visible_since(device))
+            spent = today_and_month(tariffs, month, day, zone)
             latest = alert_inbox.latest_alert(connection, viewer, device.id)
             items.append({"id": device.id, "name": device.name, "limit_kwh": float(device.max_hourly_kwh),
                           "today_kwh": float(totals[1].kwh), "yesterday_kwh": float(totals[0].kwh),
+                          "month_kwh": float(spent["month_kwh"]),
+                          "today_cost": cost_json(spent["today_cost"]),
+                          "month_cost": cost_json(spent["month_cost"]),
                           "latest_alert": alert_json(latest) if latest else None})
-    return jsonify(devices=items, timezone=zone.key)
+    return jsonify(devices=items, timezone=zone.key, currency=tariffs.currency)
 
 
 def device_filter() -> str | None:

@@ -43,6 +43,8 @@ from monitor.consumption import (
     week_range,
 )
 from monitor.pipeline_status import pipeline_status
+from monitor.spending import chart_costs, month_start, today_and_month
+from monitor.tariffs import load_tariffs
 
 blueprint = Blueprint("monitor_pages", __name__, url_prefix="/monitor")
 
@@ -119,6 +121,8 @@ def device_page(device_id: str):
     day = day_argument()
     context = {"device": device, "view": view, "day": day, "today": today(viewer_timezone()),
                "zone": viewer_timezone(), **chart_context(device, view, day)}
+    with database() as connection:  # each bar's cost and the period's (None without a tariff)
+        context.update(chart_costs(connection, device.id, view, day, context["zone"], visible_since(device)))
     if request.htmx:
         return render_template("monitor/_device_chart.html", **context)
     return render_template("monitor/device.html", **context)
@@ -161,13 +165,15 @@ def read_all_alerts():
 
 
 def device_cards(connection, devices) -> list[dict]:
-    """Return today's total, limit and a week's trend of each device."""
+    """Return today's total and cost, this month's, the limit and a week's trend of each device."""
     zone = viewer_timezone()
     day = today(zone)
     first = day - timedelta(days=TREND_DAYS - 1)
-    # One query for every device's week (a dashboard shows ten or more devices).
+    # One query for every device's week and month (a dashboard shows ten or more devices).
     week = hourly_of_devices_between(connection, [device.id for device in devices],
-                                     day_bounds(first, zone)[0], day_bounds(day, zone)[1])
+                                     min(day_bounds(first, zone)[0], month_start(day, zone)),
+                                     day_bounds(day, zone)[1])
+    tariffs = load_tariffs(connection)
     viewer, cards = current_identity(), []
     done = day_done(*day_bounds(day, zone), datetime.now(UTC))  # today's share gone, for the trend
     for device in devices:
@@ -179,7 +185,8 @@ def device_cards(connection, devices) -> list[dict]:
         cards.append({"device": device, "today": days[-1].kwh,
                       "trend": sparkline([d.kwh for d in days], done),
                       "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
-                      "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id)})
+                      "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id),
+                      **today_and_month(tariffs, stored, day, zone)})
     return cards
 
 

@@ -161,7 +161,8 @@ def test_daily_totals_split_at_local_midnight(as_user, device, sql):
     add_hour(sql, device, datetime(2026, 7, 1, 20), "2")  # 23:00 on 1 July
     body = as_user(CLIENT, "GET", f"/api/monitor/devices/{device}/daily?from=2026-07-01&to=2026-07-02"
                                   "&tz=Europe/Bucharest").json
-    assert body["days"] == [{"date": "2026-07-01", "kwh": 2.0}, {"date": "2026-07-02", "kwh": 1.0}]
+    assert body["days"] == [{"date": "2026-07-01", "kwh": 2.0, "cost": None},  # no tariff: no cost
+                            {"date": "2026-07-02", "kwh": 1.0, "cost": None}]
 
 
 def test_the_csv_export_lists_hours_in_utc_and_local_time(as_user, device, sql):

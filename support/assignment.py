@@ -1,0 +1,109 @@
+"""Assignment to a named administrator, and the inbox's views: mine, unassigned, all, resolved, search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from common.auth import Identity
+from support import chat
+from support.extensions import db
+from support.models import Conversation, Message, ReadState
+from support.users import KnownUser
+
+VIEWS = {
+    "mine": "Mine",
+    "unassigned": "Unassigned",
+    "all": "All open",
+    "resolved": "Resolved",
+}
+DEFAULT_VIEW = "all"
+PAGE_SIZE = 25
+MAX_QUERY_CHARS = 100
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """One page of the inbox: (conversation, this admin's unread count) rows, and what was asked."""
+
+    rows: list[tuple[Conversation, int]]
+    view: str
+    query: str
+    page: int
+    has_more: bool
+
+
+def known_admins() -> list[KnownUser]:
+    """Return the administrators support knows of (from the portal's user events), by name."""
+    return list(db.session.scalars(sa.select(KnownUser).where(KnownUser.role == "admin",
+                                                              KnownUser.deleted.is_(False))
+                                   .order_by(KnownUser.name, KnownUser.user_id)))
+
+
+def assign_to(conversation: Conversation, admin_id: int) -> Identity:
+    """Assign the conversation to the known administrator `admin_id`; raise LookupError if there is none."""
+    admin = db.session.get(KnownUser, admin_id)
+    if admin is None or admin.role != "admin" or admin.deleted:
+        raise LookupError("no such administrator")
+    assignee = Identity(admin.user_id, "admin", admin.name)
+    chat.assign(conversation, assignee)
+    return assignee
+
+
+def clean_view(raw: str | None) -> str:
+    """Return the inbox view asked for, or the default one."""
+    return raw if raw in VIEWS else DEFAULT_VIEW
+
+
+def like_pattern(text: str) -> str:
+    """Return a LIKE pattern matching `text` anywhere, its own % _ and \\ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _view_condition(view: str, admin: Identity):
+    return {
+        "mine": sa.and_(Conversation.assigned_admin_id == admin.user_id, Conversation.state == "assigned"),
+        "unassigned": Conversation.state.in_(("bot", "waiting")),
+        "all": Conversation.state != "resolved",
+        "resolved": Conversation.state == "resolved",
+    }[view]
+
+
+def _unread_counts(admin: Identity, conversation_ids: list[int]) -> dict[int, int]:
+    """Return this admin's unread client messages per conversation (only those with any)."""
+    if not conversation_ids:
+        return {}
+    read_up_to = sa.func.coalesce(ReadState.last_read_message_id, 0)
+    query = (sa.select(Message.conversation_id, sa.func.count(Message.id))
+             .outerjoin(ReadState, sa.and_(ReadState.conversation_id == Message.conversation_id,
+                                           ReadState.participant_id == admin.user_id))
+             .where(Message.conversation_id.in_(conversation_ids), Message.sender_role == "client",
+                    Message.id > read_up_to)
+             .group_by(Message.conversation_id))
+    return dict(db.session.execute(query).all())
+
+
+def inbox_page(admin: Identity, view: str, query: str = "", page: int = 1) -> InboxPage:
+    """Return a page of the inbox in `view`, searched by client name and message text when `query`.
+
+    Waiting conversations come first (longest waiting on top), then by latest activity.
+    """
+    query, page = query.strip()[:MAX_QUERY_CHARS], max(1, page)
+    select = (sa.select(Conversation)
+              .where(Conversation.last_message_at.is_not(None), _view_condition(view, admin)))
+    if query:
+        pattern = like_pattern(query)
+        in_messages = sa.exists().where(Message.conversation_id == Conversation.id,
+                                        Message.body.like(pattern, escape="\\"))
+        select = select.where(sa.or_(Conversation.client_name.like(pattern, escape="\\"), in_messages))
+    select = (select.order_by(sa.case((Conversation.state == "waiting", 0), else_=1),
+                              Conversation.waiting_since.asc(), Conversation.last_message_at.desc(),
+                              Conversation.id.desc())
+              .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1))
+    conversations = list(db.session.scalars(select))
+    shown = conversations[:PAGE_SIZE]
+    unread = _unread_counts(admin, [conversation.id for conversation in shown])
+    return InboxPage([(conversation, unread.get(conversation.id, 0)) for conversation in shown],
+                     view, query, page, has_more=len(conversations) > PAGE_SIZE)
