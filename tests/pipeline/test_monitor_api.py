@@ -170,7 +170,8 @@ def test_the_csv_export_lists_hours_in_utc_and_local_time(as_user, device, sql):
     response = as_user(CLIENT, "GET", f"/api/monitor/devices/{device}/export.csv"
                                       "?from=2026-07-01&to=2026-07-01&tz=Europe/Bucharest")
     assert response.mimetype == "text/csv"
-    assert response.text.splitlines()[1] == "2026-07-01T20:00:00+00:00,2026-07-01T23:00:00+03:00,0.250000"
+    # No tariff: the cost and currency columns are empty.
+    assert response.text.splitlines()[1] == "2026-07-01T20:00:00+00:00,2026-07-01T23:00:00+03:00,0.250000,,"
 
 
 def test_a_reversed_range_is_a_400(as_user, device):
