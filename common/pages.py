@@ -58,6 +58,8 @@ def init_pages(app: Flask) -> None:
     Htmx(app)
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(TEMPLATES_DIR)])
     app.context_processor(lambda: {"viewer": viewer()})
+    # The layout names the viewer's zone for scripts (toasts, notifications).
+    app.jinja_env.globals["viewer_timezone"] = viewer_timezone
 
     def error_page(error):
         if wants_json():

@@ -1,4 +1,7 @@
-"""The viewer's alerts: listing (newest first, paginated), unread count, read state.
+"""The viewer's alerts and early warnings: listing (newest first, paginated), unread count, read state.
+
+Warnings (kind `warning`, monitor.warnings) share the inbox, the unread count and
+the read state with alerts; a device's latest alert is an alert, never a warning.
 
 A client sees the alerts of their own devices; an administrator sees every
 alert. Read state belongs to the alert's owner: only they mark it read.
@@ -14,9 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from common.auth import Identity
+from common.messages import ALERT, WARNING
 
 PAGE_SIZE = 20
-ALERT_COLUMNS = "id, device_id, device_name, owner_id, hour_start, kwh, limit_kwh, created_at, read_at"
+ALERT_COLUMNS = ("id, device_id, device_name, owner_id, hour_start, kwh, limit_kwh, created_at, read_at, "
+                 "kind, due_at")
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,16 @@ class AlertRow:
     limit_kwh: object
     created_at: datetime
     read_at: datetime | None
+    kind: str = ALERT
+    due_at: datetime | None = None  # a warning's projected crossing, naive UTC
 
     @property
     def unread(self) -> bool:
         return self.read_at is None
+
+    @property
+    def is_warning(self) -> bool:
+        return self.kind == WARNING
 
 
 @dataclass(frozen=True)
@@ -69,8 +80,9 @@ def list_alerts(connection: Connection, viewer: Identity, page: int = 1,
 
 
 def latest_alert(connection: Connection, viewer: Identity, device_id: str) -> AlertRow | None:
-    """Return the newest alert of a device that the viewer may see (a client: raised while theirs)."""
+    """Return a device's newest alert (no warning) the viewer may see (a client: raised while theirs)."""
     where, parameters = _scope(viewer, device_id)
+    where += (" AND" if where else " WHERE") + " kind = 'alert'"
     row = connection.execute(text(
         # By hour on the (device_id, hour_start) key: ORDER BY id walks the primary key over
         # every device's alerts (the whole table for a device without any).

@@ -43,7 +43,8 @@ def alert_json(alert) -> dict:
     """Return an alert as the API shows it."""
     return {"id": alert.id, "device_id": alert.device_id, "device_name": alert.device_name,
             "hour_start": alert.hour_start.replace(tzinfo=UTC).isoformat(),
-            "kwh": float(alert.kwh), "limit_kwh": float(alert.limit_kwh),
+            "kwh": float(alert.kwh), "limit_kwh": float(alert.limit_kwh), "kind": alert.kind,
+            "due_at": alert.due_at.replace(tzinfo=UTC).isoformat() if alert.due_at else None,
             "created_at": alert.created_at.replace(tzinfo=UTC).isoformat(),
             "read": not alert.unread, "url": f"/monitor/devices/{alert.device_id}"}
 

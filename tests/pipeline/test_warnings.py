@@ -12,6 +12,7 @@ import pytest
 
 from balancer.strategies import StableHash
 from common.amqp import connect
+from common.auth import Identity
 from common.messages import ALERT, WARNING, DeviceState, Event, Reading, parse_alert
 from common.topology import ALERTS_EXCHANGE, READINGS_QUEUE, alert_routing_key, ingest_queue
 from monitor.alerts import FAULT_CRASH_BEFORE_ALERT_PUBLISH
@@ -175,3 +176,26 @@ def test_a_surge_brings_one_warning_then_one_alert_through_a_replica_crash(pipel
     assert datetime.fromisoformat(warning.due_at) - datetime.fromisoformat(warning.hour_start) == \
         timedelta(seconds=10)
     assert messages[1].kwh == pytest.approx(1.2) and messages[1].due_at is None
+
+
+# --- the inbox: warnings beside alerts, styled apart, never a device's "latest alert" ---
+
+def test_the_inbox_shows_a_warning_apart_in_the_viewers_zone_and_no_latest_alert(as_user, sql):
+    client = Identity(5, "client", "Carla")
+    device_id = str(uuid.uuid4())
+    sql("INSERT INTO devices (id, name, owner_id, max_hourly_kwh, last_sequence) "
+        "VALUES (:id, 'Kitchen <circuit>', :owner, 0.5, 1)", id=device_id, owner=client.user_id)
+    sql("INSERT INTO alerts (device_id, hour_start, kind, owner_id, device_name, kwh, limit_kwh, due_at) "
+        "VALUES (:id, :hour, 'warning', :owner, 'Kitchen <circuit>', 0.3, 0.5, :due)",
+        id=device_id, hour=HOUR, owner=client.user_id, due=at(47))
+
+    listing = as_user(client, "GET", "/api/monitor/alerts").json
+    page = as_user(client, "GET", "/monitor/alerts?tz=Europe/Bucharest").text
+    summary = as_user(client, "GET", "/api/monitor/summary").json["devices"]
+
+    assert [(item["kind"], item["due_at"]) for item in listing["items"]] == [
+        (WARNING, "2026-11-26T12:47:00+00:00")]
+    assert as_user(client, "GET", "/api/monitor/alerts/unread-count").json == {"unread": 1}
+    assert 'class="alert-kind-warning"' in page and "Kitchen &lt;circuit&gt;" in page
+    assert "passes the limit at about\n" in page and ">14:47</time>" in page  # Bucharest is UTC+2
+    assert [item["latest_alert"] for item in summary if item["id"] == device_id] == [None]

@@ -88,11 +88,11 @@ def openapi():
 @blueprint.get("/me")
 @login_required()
 def me():
-    """Return the signed-in user."""
+    """Return the signed-in user, with their own preferences."""
     user = db.session.get(User, current_identity().user_id)
     if user is None:
         return jsonify(error="user no longer exists"), 401
-    return jsonify(user_json(user))
+    return jsonify({**user_json(user), "timezone": user.timezone, "notify_browser": user.notify_browser})
 
 
 @blueprint.get("/users")

@@ -1,6 +1,8 @@
-// Over-consumption alerts in the browser: a toast for each live alert and the
-// unread badge in the navigation bar. The monitor API is the source of truth for
-// the badge; live alerts only bump it until the next fetch.
+// Over-consumption alerts and early warnings in the browser: a toast for each live
+// one, the unread badge in the navigation bar and the unread count in the tab's
+// title ("(3) Dashboard · Energy Management"). The monitor API is the source of
+// truth for the count; live alerts only bump it until the next fetch.
+// browser_notifications.js shows the same texts as system notifications.
 (function () {
   "use strict";
 
@@ -12,14 +14,18 @@
   // A redelivered alert (at-least-once delivery) must not be shown or counted twice.
   const seenAlertIds = new Set();
   let unread = 0;
+  const UNREAD_PREFIX = /^\(\d+\+?\) /;
 
   function renderBadge() {
     const badge = document.getElementById("alert-badge");
     if (!badge) return;
-    badge.textContent = unread > 99 ? "99+" : String(unread);
+    const count = unread > 99 ? "99+" : String(unread);
+    badge.textContent = count;
     badge.hidden = unread === 0;
     badge.title = unread === 1 ? "1 unread alert" : unread + " unread alerts";
     badge.setAttribute("aria-label", badge.title);
+    const title = document.title.replace(UNREAD_PREFIX, "");
+    document.title = unread === 0 ? title : "(" + count + ") " + title;
   }
 
   // Ask the server how many alerts are unread (also those raised while this page was closed).
@@ -48,15 +54,46 @@
     return Number(value).toLocaleString(undefined, { maximumFractionDigits: 2 });
   }
 
-  // "Today 17:00–18:00" in the viewer's own time zone (alerts carry UTC hours).
+  // The viewer's zone (their Profile's, which the page names); the browser's own without one.
+  function viewerZone() {
+    const zone = document.body && document.body.dataset.viewerTimezone;
+    try {
+      if (zone) new Intl.DateTimeFormat(undefined, { timeZone: zone });
+      return zone || undefined;
+    } catch (error) {
+      return undefined;  // a zone this browser does not know
+    }
+  }
+
+  function localTime(date) {
+    return date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: viewerZone() });
+  }
+
+  // "Today 17:00–18:00" in the viewer's time zone (alerts carry UTC hours).
   function hourLabel(isoHour) {
     const start = new Date(isoHour);
     if (Number.isNaN(start.getTime())) return "";
     const end = new Date(start.getTime() + 3600 * 1000);
-    const time = { hour: "2-digit", minute: "2-digit" };
-    const sameDay = start.toDateString() === new Date().toDateString();
-    const day = sameDay ? "Today" : start.toLocaleDateString(undefined, { day: "numeric", month: "short" });
-    return day + " " + start.toLocaleTimeString(undefined, time) + "\u2013" + end.toLocaleTimeString(undefined, time);
+    const dayOf = (date) => date.toLocaleDateString(undefined, { day: "numeric", month: "short", timeZone: viewerZone() });
+    const day = dayOf(start) === dayOf(new Date()) ? "Today" : dayOf(start);
+    return day + " " + localTime(start) + "\u2013" + localTime(end);
+  }
+
+  // What an alert or a warning says, for its toast and its browser notification.
+  function alertText(alert) {
+    if (alert.kind === "warning") {
+      const due = new Date(alert.due_at);
+      const when = Number.isNaN(due.getTime()) ? "before the hour ends" : "at about " + localTime(due);
+      return {
+        title: "Heads up: " + alert.device_name,
+        body: "At this rate, " + alert.device_name + " passes its " + number(alert.limit_kwh) +
+          " kWh limit " + when + " (" + number(alert.kwh) + " kWh so far).",
+      };
+    }
+    return {
+      title: "Over limit: " + alert.device_name,
+      body: hourLabel(alert.hour_start) + " \u00b7 " + number(alert.kwh) + " kWh (limit " + number(alert.limit_kwh) + " kWh)",
+    };
   }
 
   function element(tag, className, text) {
@@ -79,14 +116,14 @@
   }
 
   function alertToast(alert) {
-    const toast = element("div", "toast toast-alert");
-    toast.setAttribute("role", "alert");
+    // A warning is styled apart (toast-warning) and is a status, not an alarm.
+    const warning = alert.kind === "warning";
+    const toast = element("div", "toast toast-alert" + (warning ? " toast-warning" : ""));
+    toast.setAttribute("role", warning ? "status" : "alert");
     toast.dataset.alertId = String(alert.alert_id);
 
-    const title = element("p", "toast-title", "Over limit: " + alert.device_name);
-    const detail = element("p", "toast-detail",
-      hourLabel(alert.hour_start) + " \u00b7 " + number(alert.kwh) + " kWh (limit " + number(alert.limit_kwh) + " kWh)");
-    toast.append(title, detail);
+    const text = alertText(alert);
+    toast.append(element("p", "toast-title", text.title), element("p", "toast-detail", text.body));
 
     if (typeof alert.url === "string" && DEVICE_PAGE.test(alert.url)) {
       const link = element("a", "toast-link", "View the chart");
@@ -95,7 +132,7 @@
     }
     const close = element("button", "toast-close", "\u00d7");
     close.type = "button";
-    close.setAttribute("aria-label", "Dismiss alert");
+    close.setAttribute("aria-label", warning ? "Dismiss warning" : "Dismiss alert");
     close.addEventListener("click", () => dismiss(toast));
     toast.append(close);
 
@@ -151,5 +188,5 @@
     if (window.ems && window.ems.socket) listen(window.ems.socket);
   });
 
-  window.ems = Object.assign(window.ems || {}, { refreshAlertBadge: refreshUnread });
+  window.ems = Object.assign(window.ems || {}, { refreshAlertBadge: refreshUnread, alertText: alertText });
 })();
