@@ -44,8 +44,13 @@
 
   function timeLabel(iso) {
     const date = iso ? new Date(iso) : new Date();
-    // 24-hour clock, like the times the server renders.
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    // 24-hour clock in the viewer's zone (their Profile's, named by the layout), like the server's times.
+    const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    try {
+      return date.toLocaleTimeString([], { ...options, timeZone: document.body.dataset.viewerTimezone || undefined });
+    } catch (error) {
+      return date.toLocaleTimeString([], options); // a zone this browser does not know
+    }
   }
 
   function element(tag, className, text) {
