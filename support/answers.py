@@ -8,8 +8,10 @@ client's devices.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
@@ -40,15 +42,44 @@ class DeviceSummary:
     today_kwh: float
     yesterday_kwh: float
     latest_alert: dict | None
+    # Costs under the administrator's tariffs (None when there is none), as the monitor rounded them.
+    month_kwh: float = 0.0
+    today_cost: Decimal | None = None
+    month_cost: Decimal | None = None
+    currency: str | None = None
 
 
 def _number(value, default=None):
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    """Read a finite JSON number; `default` for anything else (an integer beyond any float included)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:
+        return default
+    return number if math.isfinite(number) else default
+
+
+def _amount(value) -> Decimal | None:
+    """Read a cost the monitor sent as a decimal string; None if absent or not a finite amount."""
+    if not isinstance(value, str) or len(value) > 30:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _currency(payload) -> str | None:
+    currency = payload.get("currency") if isinstance(payload, dict) else None
+    return currency if isinstance(currency, str) and len(currency) == 3 and currency.isalpha() else None
 
 
 def parse_summary(payload) -> list[DeviceSummary]:
-    """Read the monitor's summary (a list of devices, or {"devices": [...]})."""
+    """Read the monitor's summary (a list of devices, or {"devices": [...], "currency": ...})."""
     items = payload.get("devices") if isinstance(payload, dict) else payload
+    currency = _currency(payload)
     if not isinstance(items, list):
         raise SummaryUnavailable("summary has no device list")
     devices = []
@@ -64,6 +95,10 @@ def parse_summary(payload) -> list[DeviceSummary]:
             today_kwh=_number(item.get("today_kwh"), 0.0),
             yesterday_kwh=_number(item.get("yesterday_kwh"), 0.0),
             latest_alert=alert if isinstance(alert, dict) else None,
+            month_kwh=_number(item.get("month_kwh"), 0.0),
+            today_cost=_amount(item.get("today_cost")) if currency else None,
+            month_cost=_amount(item.get("month_cost")) if currency else None,
+            currency=currency,
         ))
     return devices
 
@@ -94,6 +129,22 @@ def client_zone(name: str | None) -> ZoneInfo:
 
 def _kwh(value: float) -> str:
     return f"{value:.2f} kWh"
+
+
+def _spend_lines(chosen: list[DeviceSummary], today: bool) -> list[str]:
+    """Return what each chosen device cost today or this month, and the sum of those lines."""
+    currency = chosen[0].currency
+    period = "Today" if today else "This month"
+    if currency is None:
+        lines = [f"• {d.name}: {_kwh(d.today_kwh if today else d.month_kwh)}" for d in chosen]
+        return [*lines, f"No tariff is set yet, so I cannot put a price on it. {period} so far in kWh only."]
+    costs = [(d.today_cost if today else d.month_cost) or Decimal(0) for d in chosen]
+    lines = [f"• {d.name}: {_kwh(d.today_kwh if today else d.month_kwh)}, {cost} {currency}"
+             for d, cost in zip(chosen, costs, strict=True)]
+    if len(chosen) == 1:
+        return lines
+    # The total is the sum of the lines shown, as on a bill.
+    return [*lines, f"{period} so far in all: {sum(costs, Decimal(0))} {currency}."]
 
 
 def mentioned_devices(text: str, devices: list[DeviceSummary]) -> list[DeviceSummary]:
@@ -149,6 +200,9 @@ def data_answer(action: str, intro: str, text: str, devices: list[DeviceSummary]
         yesterday = max(devices, key=lambda d: d.yesterday_kwh)
         lines = [f"• Today: {today.name} ({_kwh(today.today_kwh)})",
                  f"• Yesterday: {yesterday.name} ({_kwh(yesterday.yesterday_kwh)})"]
+    elif action == "spend":
+        # "today" in the question asks for today's cost; anything else means this month so far.
+        lines = _spend_lines(chosen, today="today" in words(text) or "todays" in words(text))
     elif action == "latest_alert":
         alerted = [d for d in chosen if d.latest_alert]
         if not alerted:
@@ -169,6 +223,8 @@ def devices_context(devices: list[DeviceSummary], zone: ZoneInfo = UTC_ZONE) -> 
     for d in devices:
         limit = _kwh(d.limit_kwh) + "/h" if d.limit_kwh is not None else "none"
         alert = _alert_line(d, zone) if d.latest_alert else "no alert"
+        spent = (f", cost today {d.today_cost} {d.currency}, this month {_kwh(d.month_kwh)} costing "
+                 f"{d.month_cost} {d.currency}" if d.currency else "")
         lines.append(f"- {d.name}: today {_kwh(d.today_kwh)}, yesterday {_kwh(d.yesterday_kwh)}, "
-                     f"limit {limit}, latest alert: {alert}")
+                     f"limit {limit}{spent}, latest alert: {alert}")
     return "\n".join(lines)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 # What a rule does when it fires. Data actions answer from the client's devices.
-ACTIONS = ("reply", "handoff", "today", "yesterday", "latest_alert", "limit", "top_device")
-DATA_ACTIONS = ("today", "yesterday", "latest_alert", "limit", "top_device")
+ACTIONS = ("reply", "handoff", "today", "yesterday", "latest_alert", "limit", "top_device", "spend")
+DATA_ACTIONS = ("today", "yesterday", "latest_alert", "limit", "top_device", "spend")
 TERM_SEPARATOR = "+"
 _WORD = re.compile(r"[a-z0-9]+")
 
