@@ -32,6 +32,7 @@ migrate:
 ## readings are identified by device and time, so a second backfill adds only what is new)
 seed:
 	$(BIN)/python -m web seed
+	$(BIN)/python -m monitor demo-tariff
 	set -o pipefail; $(BIN)/python -m web demo-users | $(BIN)/python -m support seed-demo
 	$(BIN)/python -m simulator backfill --days 7 $$($(BIN)/python -m web demo-devices | sed 's/^/--device /')
 

@@ -1,4 +1,5 @@
-"""Run a monitor process: `python -m monitor worker --replica N`, `… events` or `… maintenance [--once]`."""
+"""Run a monitor process: `python -m monitor worker --replica N`, `… events`, `… maintenance [--once]`
+(or store the demo tariff: `… demo-tariff`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from common.settings import load_settings
 from monitor.events import EventsConsumer
 from monitor.maintenance import PartitionMaintainer, run_once
 from monitor.storage import create_monitor_engine
+from monitor.tariffs import seed_demo_tariff
 from monitor.worker import IngestWorker
 
 
@@ -26,6 +28,7 @@ def parse_arguments() -> argparse.Namespace:
     maintenance = commands.add_parser("maintenance",
                                       help="create days of raw readings ahead, drop expired ones")
     maintenance.add_argument("--once", action="store_true", help="run once and leave (default: every hour)")
+    commands.add_parser("demo-tariff", help="store the demo tariff if there is no tariff yet")
     return parser.parse_args()
 
 
@@ -34,6 +37,11 @@ def main() -> None:
     arguments = parse_arguments()
     settings = load_settings(service="monitor")
     engine = create_monitor_engine(settings)
+    if arguments.command == "demo-tariff":
+        with engine.begin() as connection:
+            added = seed_demo_tariff(connection)
+        print("demo tariff added" if added else "a tariff exists: demo tariff not added")
+        return
     if arguments.command == "worker":
         replica = arguments.replica or settings.replica
         # Any number may join (the balancer learns of it from its heartbeats):

@@ -278,6 +278,21 @@ def insert_tariff(connection: Connection, tariff: Tariff) -> int:
     return result.lastrowid
 
 
+# The demo's tariff (make run): lei per kWh with a weekday evening peak and cheaper nights,
+# in force long before the demo's week of backfilled readings.
+DEMO_TARIFF = Tariff("Home (demo)", "RON", ZoneInfo("Europe/Bucharest"), date(2025, 1, 1), Decimal("0.68"),
+                     (Band("Peak", frozenset(range(5)), 17, 21, Decimal("1.12")),
+                      Band("Night", ALL_WEEKDAYS, 0, 6, Decimal("0.48"))))
+
+
+def seed_demo_tariff(connection: Connection) -> bool:
+    """Store the demo tariff when there is no tariff yet (the caller commits); True if it was added."""
+    if load_tariffs(connection).tariffs:
+        return False
+    insert_tariff(connection, DEMO_TARIFF)
+    return True
+
+
 def delete_future_tariff(connection: Connection, tariff_id: int, now: datetime) -> bool:
     """Delete a tariff that has not started yet (the caller commits); False if none such."""
     result = connection.execute(text("DELETE FROM tariffs WHERE id = :id AND starts_at > :now"),

@@ -15,6 +15,7 @@ import pytest
 
 from common.auth import ACCESS_COOKIE, CSRF_HEADER, Identity, mint_access_token
 from monitor.consumption import day_hours
+from monitor.tariffs import load_tariffs, seed_demo_tariff
 
 CLIENT = Identity(15, "client", "Carla")
 ADMIN = Identity(1, "admin", "Ada")
@@ -165,7 +166,8 @@ def test_the_device_pages_show_the_cost_of_the_day_week_month_and_year(as_user, 
     day = as_user(CLIENT, "GET", base + "&view=day").get_data(as_text=True)
     assert 'data-testid="period-cost">20.80 RON' in day
     # Each bar's tooltip gives its cost beside its kWh.
-    assert re.search(r"17:00[^<\"]*1\.000 kWh · 1\.20 RON", day) and re.search(r"16:00[^<\"]*· 0\.80 RON", day)
+    assert re.search(r"17:00[^<\"]*1\.000 kWh · 1\.20 RON", day)
+    assert re.search(r"16:00[^<\"]*· 0\.80 RON", day)
     for view in ("week", "month", "year"):
         page = as_user(CLIENT, "GET", f"{base}&view={view}").get_data(as_text=True)
         assert 'data-testid="period-cost">20.80 RON' in page, view
@@ -193,3 +195,12 @@ def test_the_dashboard_and_summary_give_todays_and_this_months_cost(as_user, sql
     fragment = as_user(CLIENT, "GET", f"/monitor/fragments/dashboard?tz={BUCHAREST}").get_data(as_text=True)
     assert 'data-testid="today-cost">0.80 RON' in fragment
     assert f"{device['month_cost']} RON" in fragment
+
+
+def test_the_demo_tariff_is_stored_once_and_prices_a_weekday_evening_at_its_peak(app, no_tariffs):
+    with app.extensions["monitor_engine"].begin() as connection:
+        assert seed_demo_tariff(connection) is True
+        assert seed_demo_tariff(connection) is False
+        book = load_tariffs(connection)
+    assert len(book.tariffs) == 1 and book.currency == "RON"
+    assert book.price_at(datetime(2026, 12, 2, 16, tzinfo=UTC)) == Decimal("1.12")  # 18:00 in Bucharest
