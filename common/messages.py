@@ -14,6 +14,10 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.auth import Identity
 
 MAX_MESSAGE_BYTES = 4096
 # No message of ours nests deeper than a few levels; this bounds any recursive use of one.
@@ -231,6 +235,128 @@ def parse_reading(body: bytes, now_ms: int | None = None,
 
     return Reading(timestamp=timestamp, device_id=parse_uuid(value["device_id"]),
                    measurement_value=float(measurement) + 0.0)
+
+
+# --- chat: what browsers send through the notifier to support (`ems.chat`) ---
+
+# The browser's fields of one chat event, JSON-encoded in UTF-8: a message of support's
+# 2,000 characters fits even in four-byte characters, and the whole message stays below
+# what support accepts.
+CHAT_PAYLOAD_MAX_BYTES = 10 * 1024
+CHAT_MESSAGE_MAX_BYTES = 16_384
+SENDER_NAME_MAX_CHARS = 120
+PRESENCE_INSTANCE_MAX_CHARS = 120
+
+
+def _compact_utf8_json(value, what: str) -> bytes:
+    """Encode `value` as compact UTF-8 JSON, or raise InvalidMessage saying why not."""
+    try:
+        # allow_nan=False: NaN and Infinity are not JSON, whatever Python's decoder accepts.
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError as error:
+        raise InvalidMessage(f"{what} holds a lone surrogate, which is not text") from error
+    except (TypeError, ValueError) as error:  # keys or values JSON has no form for, huge integers
+        raise InvalidMessage(f"{what} is not plain JSON: {error}"[:200]) from error
+
+
+def parse_utc_time(value, field: str) -> datetime:
+    """Return an ISO 8601 time as naive UTC (as stored), or raise InvalidMessage."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    # Not a string, not ISO 8601, or an offset that pushes it past year 1 or 9999.
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidMessage(f"{field} must be an ISO-8601 time") from error
+    return moment
+
+
+def _iso_utc(moment: datetime, timespec: str = "auto") -> str:
+    """Return a naive UTC time as ISO 8601 with its zone."""
+    return moment.replace(tzinfo=UTC).isoformat(timespec=timespec)
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A browser's chat event on `ems.chat`: the sender the notifier verified and the browser's fields.
+
+    The routing key says what it is (a message, typing, a read receipt); support
+    checks the payload's fields for that kind.
+    """
+
+    sender: Identity
+    payload: dict
+    received_at: datetime  # naive UTC: when the notifier received it
+
+    def to_json(self) -> bytes:
+        """Encode the message, or raise InvalidMessage when the payload is not a small JSON object."""
+        if not isinstance(self.payload, dict):
+            raise InvalidMessage("payload must be an object")
+        # Checked without recursion before json.dumps recurses into it; one level less than
+        # support accepts, as the message wraps the payload in one more object.
+        if exceeds_depth(self.payload, MAX_JSON_DEPTH - 1):
+            raise InvalidMessage(f"payload nests deeper than {MAX_JSON_DEPTH - 1} levels")
+        encoded = _compact_utf8_json(self.payload, "payload")
+        if len(encoded) > CHAT_PAYLOAD_MAX_BYTES:
+            raise InvalidMessage(f"payload of {len(encoded)} bytes exceeds {CHAT_PAYLOAD_MAX_BYTES}")
+        sender = {"id": self.sender.user_id, "role": self.sender.role, "name": self.sender.name}
+        return _compact_utf8_json({"sender": sender, "payload": self.payload,
+                                   "received_at": _iso_utc(self.received_at, "milliseconds")}, "message")
+
+
+def parse_chat_message(body: bytes) -> ChatMessage:
+    """Parse `{"sender": {...}, "payload": {...}, "received_at": ISO}` or raise InvalidMessage."""
+    from common.auth import ROLES, Identity  # common.auth imports this module
+
+    value = load_json_object(body, CHAT_MESSAGE_MAX_BYTES)
+    sender, payload = value.get("sender"), value.get("payload")
+    if not isinstance(sender, dict) or not isinstance(payload, dict):
+        raise InvalidMessage("sender and payload must be objects")
+    user_id, role = sender.get("id"), sender.get("role")
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 1 <= user_id <= MAX_USER_ID:
+        raise InvalidMessage("sender.id must be a positive integer")
+    if role not in ROLES:
+        raise InvalidMessage("sender.role must be admin or client")
+    name = sender.get("name")
+    name = name[:SENDER_NAME_MAX_CHARS] if isinstance(name, str) else ""
+    if has_lone_surrogate(name):  # it is stored with every message, and MySQL refuses it
+        raise InvalidMessage("sender.name holds a lone surrogate, which is not text")
+    received_at = parse_utc_time(value.get("received_at"), "received_at")
+    return ChatMessage(Identity(user_id, role, name), payload, received_at)
+
+
+@dataclass(frozen=True)
+class PresenceReport:
+    """Which administrators one notifier instance serves, as of when it said so (`inbound.presence`)."""
+
+    instance: str
+    admin_ids: tuple[int, ...]  # distinct, in order
+    at: datetime | None = None  # naive UTC; reports from before the field existed carry none
+
+    def to_json(self) -> bytes:
+        """Encode the report."""
+        report = {"instance": self.instance, "admin_ids": sorted(set(self.admin_ids))}
+        if self.at is not None:
+            report["at"] = _iso_utc(self.at)
+        return json.dumps(report, separators=(",", ":")).encode()
+
+
+def presence_report_of(value: dict) -> PresenceReport:
+    """Return the presence report a decoded JSON object holds, or raise InvalidMessage."""
+    instance, admin_ids = value.get("instance"), value.get("admin_ids")
+    if not isinstance(instance, str) or not 1 <= len(instance) <= PRESENCE_INSTANCE_MAX_CHARS \
+            or has_lone_surrogate(instance):
+        raise InvalidMessage(f"instance must be a string of 1-{PRESENCE_INSTANCE_MAX_CHARS} characters")
+    if not isinstance(admin_ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_USER_ID for i in admin_ids):
+        raise InvalidMessage("admin_ids must be a list of user ids")
+    at = parse_utc_time(value["at"], "at") if value.get("at") is not None else None
+    return PresenceReport(instance, tuple(sorted(set(admin_ids))), at)
+
+
+def parse_presence_report(body: bytes) -> PresenceReport:
+    """Parse a notifier's presence report or raise InvalidMessage."""
+    return presence_report_of(load_json_object(body))
 
 
 @dataclass(frozen=True)

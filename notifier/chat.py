@@ -9,7 +9,6 @@ between green threads.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -17,17 +16,14 @@ from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfir
 from common.auth import Identity
 from common.broker_users import url_user
 from common.logs import log_event
-from common.messages import MAX_JSON_DEPTH, exceeds_depth
+from common.messages import CHAT_PAYLOAD_MAX_BYTES, ChatMessage, InvalidMessage, parse_utc_time
 from common.settings import Settings
 from common.topology import CHAT_EXCHANGE, CHAT_PRESENCE_KEY
 from notifier.presence import Connections, instance_id, presence_message, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
-# The browser's fields of one chat event, JSON-encoded in UTF-8: a message of
-# support's 2,000 characters fits even in four-byte characters, and the whole
-# AMQP message stays below what support accepts (16 KiB).
-MAX_PAYLOAD_BYTES = 10 * 1024
+MAX_PAYLOAD_BYTES = CHAT_PAYLOAD_MAX_BYTES  # what a browser's chat event may weigh, JSON-encoded
 PRESENCE_INTERVAL_SECONDS = 15
 # How long a browser waits for its chat message to be confirmed by the broker.
 PUBLISH_TIMEOUT_SECONDS = 5
@@ -37,38 +33,16 @@ IDLE_POLL_SECONDS = 5
 MAX_PENDING = 10_000
 
 
-class InvalidChatPayload(ValueError):
+class InvalidChatPayload(InvalidMessage):
     """What the browser sent is not a small JSON object; the text is the reason."""
 
 
 def chat_message(sender: Identity, payload, received_at: str) -> bytes:
     """Encode a browser's chat event with its verified sender, or raise InvalidChatPayload."""
-    if not isinstance(payload, dict):
-        raise InvalidChatPayload("payload must be an object")
-    # Checked without recursion before json.dumps recurses into it; one level less than
-    # support accepts, as the message wraps the payload in one more object.
-    if exceeds_depth(payload, MAX_JSON_DEPTH - 1):
-        raise InvalidChatPayload(f"payload nests deeper than {MAX_JSON_DEPTH - 1} levels")
-    encoded = _utf8_json(payload)
-    if len(encoded) > MAX_PAYLOAD_BYTES:
-        raise InvalidChatPayload(f"payload of {len(encoded)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    message = {
-        "sender": {"id": sender.user_id, "role": sender.role, "name": sender.name},
-        "payload": payload,
-        "received_at": received_at,
-    }
-    return _utf8_json(message)
-
-
-def _utf8_json(value) -> bytes:
-    """Encode `value` as compact UTF-8 JSON, or raise InvalidChatPayload with why not."""
     try:
-        # allow_nan=False: NaN and Infinity are not JSON, whatever Python's decoder accepts.
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError as error:
-        raise InvalidChatPayload("payload holds a lone surrogate, which is not text") from error
-    except (TypeError, ValueError) as error:  # keys or values JSON has no form for, huge integers
-        raise InvalidChatPayload(f"payload is not plain JSON: {error}"[:200]) from error
+        return ChatMessage(sender, payload, parse_utc_time(received_at, "received_at")).to_json()
+    except InvalidMessage as error:
+        raise InvalidChatPayload(str(error)) from error
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from common.auth import Identity
+from common.messages import PresenceReport, parse_utc_time
 
 
 def instance_id() -> str:
@@ -25,9 +25,8 @@ def utc_now_iso() -> str:
 
 
 def presence_message(instance: str, admin_ids: list[int], at: str) -> bytes:
-    """Encode the presence report: which administrators this instance serves."""
-    return json.dumps({"instance": instance, "admin_ids": sorted(admin_ids), "at": at},
-                      separators=(",", ":")).encode()
+    """Encode the presence report: which administrators this instance serves, as of `at`."""
+    return PresenceReport(instance, tuple(admin_ids), parse_utc_time(at, "at")).to_json()
 
 
 class EventBudget:

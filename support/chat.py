@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
-from common.auth import ROLES, Identity
-from common.messages import MAX_ROW_ID, MAX_USER_ID, InvalidMessage, has_lone_surrogate, load_json_object
+from common.auth import Identity
+from common.messages import (
+    CHAT_MESSAGE_MAX_BYTES,
+    MAX_ROW_ID,
+    ChatMessage,
+    InvalidMessage,
+    has_lone_surrogate,
+    parse_chat_message,
+)
 from support.extensions import db
 from support.models import MAX_BODY_CHARS, Conversation, Message, ReadState, utcnow
 
@@ -24,21 +31,12 @@ BOT_SENDER_ID = 0  # user ids start at 1; the bot's replies are unique per (0, "
 BOT_NAME = "EMS assistant"
 HISTORY_PAGE = 30
 MAX_HISTORY_PAGE = 100
-MAX_INBOUND_BYTES = 16_384
+MAX_INBOUND_BYTES = CHAT_MESSAGE_MAX_BYTES
 _CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class Rejected(InvalidMessage):
     """An inbound chat message that is invalid or not allowed; the text is the reason."""
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A chat message from the notifier: the verified sender and the browser's fields."""
-
-    sender: Identity
-    payload: dict
-    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -110,32 +108,12 @@ def _insert_conversations():
     return mysql_insert(Conversation.__table__).prefix_with("IGNORE")
 
 
-def parse_inbound(body: bytes) -> Inbound:
-    """Parse `{"sender": {...}, "payload": {...}, "received_at": ISO}` or raise Rejected."""
+def parse_inbound(body: bytes) -> ChatMessage:
+    """Parse a chat message from the notifier (`common.messages.ChatMessage`), or raise Rejected."""
     try:
-        value = load_json_object(body, MAX_INBOUND_BYTES)
+        return parse_chat_message(body)
     except InvalidMessage as error:
         raise Rejected(str(error)) from error
-    sender, payload = value.get("sender"), value.get("payload")
-    if not isinstance(sender, dict) or not isinstance(payload, dict):
-        raise Rejected("sender and payload must be objects")
-    user_id, role = sender.get("id"), sender.get("role")
-    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 1 <= user_id <= MAX_USER_ID:
-        raise Rejected("sender.id must be a positive integer")
-    if role not in ROLES:
-        raise Rejected("sender.role must be admin or client")
-    name = sender.get("name")
-    name = name[:120] if isinstance(name, str) else ""
-    if has_lone_surrogate(name):  # it is stored with every message, and MySQL refuses it
-        raise Rejected("sender.name holds a lone surrogate, which is not text")
-    try:
-        received_at = datetime.fromisoformat(value.get("received_at"))
-        if received_at.tzinfo is not None:
-            received_at = received_at.astimezone(UTC).replace(tzinfo=None)
-    # Not a string, not ISO 8601, or an offset that pushes it past year 1 or 9999.
-    except (TypeError, ValueError, OverflowError) as error:
-        raise Rejected("received_at must be an ISO-8601 time") from error
-    return Inbound(Identity(user_id, role, name), payload, received_at)
 
 
 def clean_body(raw) -> str:
@@ -261,12 +239,12 @@ def _read_mark_upsert():
 
 
 def post_message(sender: Identity, conversation: Conversation, body: str, client_message_id: str,
-                 stored: dict[tuple[int, str], Message]) -> Posted:
+                 stored: Mapping[tuple[int, str], Message]) -> Posted:
     """Add a client's or admin's message unless `stored` has it; reopen or take the conversation as needed.
 
-    `stored` holds the sends a batch knows to be stored (see `prefetch`) and gets the
-    new one; the message gets its id at the batch's next flush. The caller records
-    the sender's read mark (`note_own_messages`), once per batch.
+    `stored` holds the sends known to be stored, by (sender id, client message id):
+    the caller notes the new one (it gets its id at the batch's next flush) and
+    records the sender's read mark (`note_own_messages`), once per batch.
     """
     key = (sender.user_id, client_message_id)
     existing = stored.get(key)
@@ -288,7 +266,6 @@ def post_message(sender: Identity, conversation: Conversation, body: str, client
     db.session.add(message)
     # A send stored before but not in `stored` breaks the unique key at the flush:
     # the caller rolls back and runs the batch again with the look-up.
-    stored[key] = message
     conversation.last_message_at = now
     return Posted(message, conversation, created=True,
                   state_changed=before != (conversation.state, conversation.assigned_admin_id))

@@ -9,11 +9,11 @@ queue (from a notifier since stopped, say) must not bring its admins back.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from common.messages import MAX_USER_ID, has_lone_surrogate
+from common.messages import InvalidMessage, presence_report_of
 from support.chat import Rejected
 from support.extensions import db
 from support.models import PresenceInstance, utcnow
@@ -22,21 +22,12 @@ SILENT_AFTER = timedelta(seconds=45)
 
 
 def parse_presence(value: dict) -> tuple[str, list[int], datetime | None]:
-    """Return (instance, admin ids, when reported, naive UTC) of a presence report, or raise Rejected."""
-    instance, admin_ids = value.get("instance"), value.get("admin_ids")
-    if not isinstance(instance, str) or not 1 <= len(instance) <= 120 or has_lone_surrogate(instance):
-        raise Rejected("instance must be a string of 1-120 characters")
-    if not isinstance(admin_ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_USER_ID for i in admin_ids):
-        raise Rejected("admin_ids must be a list of user ids")
-    reported_at = None
-    if value.get("at") is not None:
-        try:
-            reported_at = datetime.fromisoformat(value["at"]).astimezone(UTC).replace(tzinfo=None)
-        # OverflowError: an offset that pushes the time past year 1 or 9999.
-        except (TypeError, ValueError, OverflowError) as error:
-            raise Rejected("at must be an ISO-8601 time") from error
-    return instance, sorted(set(admin_ids)), reported_at
+    """Return (instance, admin ids, when reported, naive UTC) of a decoded report, or raise Rejected."""
+    try:
+        report = presence_report_of(value)
+    except InvalidMessage as error:
+        raise Rejected(str(error)) from error
+    return report.instance, list(report.admin_ids), report.at
 
 
 def record_presence(instance: str, admin_ids: list[int], reported_at: datetime | None = None) -> None:

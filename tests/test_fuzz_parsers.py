@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import example, given
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from common.auth import ROLES, Identity
 from common.messages import (
+    CHAT_PAYLOAD_MAX_BYTES,
     DEVICE_EVENT_TYPES,
     EARLIEST_READING_MS,
     MAX_DEVICE_LIMIT_KWH,
@@ -34,11 +35,15 @@ from common.messages import (
     MAX_STORED_KWH,
     MAX_USER_ID,
     MIN_DEVICE_LIMIT_KWH,
+    SENDER_NAME_MAX_CHARS,
     USER_EVENT_TYPES,
+    ChatMessage,
     InvalidMessage,
     load_json_object,
     parse_alert,
+    parse_chat_message,
     parse_event,
+    parse_presence_report,
     parse_reading,
     parse_uuid,
     printable_reason,
@@ -324,6 +329,45 @@ def test_a_presence_report_parses_or_is_rejected(value):
     assert 1 <= len(instance) <= 120
     assert admin_ids == sorted(set(admin_ids)) and all(1 <= i <= MAX_USER_ID for i in admin_ids)
     assert reported_at is None or reported_at.tzinfo is None
+
+
+@given(st.binary(max_size=256) | inbound_messages.map(json_bytes))
+@example(json_bytes({**INBOUND, "received_at": "2026-11-26T12:00:00.123456+02:00"}))
+@example(json_bytes({**INBOUND, "payload": {"body": "x" * CHAT_PAYLOAD_MAX_BYTES}}))
+def test_a_chat_message_parses_or_is_refused_and_encodes_back_to_itself(body):
+    message = parsed_or_refused(parse_chat_message, body)
+    if message is None:
+        return
+    encoded = parsed_or_refused(message.to_json)  # a payload support takes may be beyond a browser's
+    if encoded is None:
+        return
+    again = parse_chat_message(encoded)
+    assert again.sender == message.sender and again.payload == message.payload
+    # The message carries its time to the millisecond, as the notifier stamps it.
+    assert abs(again.received_at - message.received_at) < timedelta(milliseconds=1)
+
+
+senders = st.builds(Identity, st.integers(1, MAX_USER_ID), st.sampled_from(ROLES),
+                    st.text(max_size=SENDER_NAME_MAX_CHARS))  # Hypothesis' text holds no lone surrogate
+to_the_millisecond = st.datetimes().map(
+    lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+
+
+@given(st.builds(ChatMessage, senders, st.dictionaries(texts, json_values, max_size=4), to_the_millisecond))
+def test_every_chat_message_the_notifier_can_encode_is_what_support_parses(message):
+    encoded = parsed_or_refused(message.to_json)
+    if encoded is not None:
+        assert parse_chat_message(encoded) == message
+
+
+@given(st.binary(max_size=128) | st.dictionaries(texts, json_values, max_size=4).map(json_bytes)
+       | with_fields(PRESENCE, field_values).map(json_bytes))
+@example(json_bytes({**PRESENCE, "at": "2026-11-26T17:00:00.123456-05:00"}))
+def test_a_presence_report_parses_or_is_refused_and_encodes_back_to_itself(body):
+    report = parsed_or_refused(parse_presence_report, body)
+    if report is not None:
+        assert parse_presence_report(report.to_json()) == report
+        assert list(report.admin_ids) == sorted(set(report.admin_ids))
 
 
 # --- notifier: what browsers send ---------------------------------------------------------------

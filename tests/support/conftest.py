@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 import uuid
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pika
@@ -18,6 +19,7 @@ import socketio
 
 from common.amqp import connect
 from common.auth import Identity, decode_access_token, mint_access_token
+from common.messages import ChatMessage
 from common.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_REASON_HEADER,
@@ -183,9 +185,9 @@ def new_user_id() -> int:
 
 def client_message(client_id: int, client_message_id: str, body: str = "hello") -> bytes:
     """Return a client's chat message as the notifier publishes it to ems.chat."""
-    return json.dumps({"sender": {"id": client_id, "role": "client", "name": f"client {client_id}"},
-                       "payload": {"client_message_id": client_message_id, "body": body},
-                       "received_at": "2026-11-26T12:00:00+00:00"}).encode()
+    return ChatMessage(Identity(client_id, "client", f"client {client_id}"),
+                       {"client_message_id": client_message_id, "body": body},
+                       received_at=datetime(2026, 11, 26, 12)).to_json()
 
 
 def support_database(settings):
