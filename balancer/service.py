@@ -33,7 +33,7 @@ from pika.spec import Basic
 
 from balancer.stats import DEAD, instance_name, routing_counters
 from balancer.strategies import LeastLoaded, Rendezvous, StableHash
-from common.amqp import PERSISTENT, connect, connection_parameters, dead_letter, internal_error_reason
+from common.amqp import PERSISTENT, BrokerRotation, connect, dead_letter, internal_error_reason
 from common.amqp_async import CoalescingSelectConnection
 from common.health import HEALTH
 from common.logs import log_event
@@ -44,6 +44,7 @@ from common.settings import Settings
 from common.topology import (
     BALANCER_MEMBERSHIP_QUEUE_PREFIX,
     BALANCER_STATUS_KEY,
+    CLASSIC,
     CONTROL_EXCHANGE,
     INGEST_EXCHANGE,
     MEMBERSHIP_KEYS,
@@ -174,6 +175,9 @@ class Balancer:
         # Consuming (and acks) on one connection, republishing on another.
         self._connection: CoalescingSelectConnection | None = None
         self._publish_connection: CoalescingSelectConnection | None = None
+        # Each life of the balancer connects to the next broker: a lost one is not tried first again.
+        self._brokers = BrokerRotation(settings)
+        self._broker: pika.URLParameters | None = None
         self._channel = None
         self._publish_channel = None
         self._tracker = ConfirmTracker()
@@ -215,8 +219,9 @@ class Balancer:
         self._connection = None
         self._close_reason = ""
         self._reset_routing_state()
+        self._broker = self._brokers.next_parameters()
         self._publish_connection = CoalescingSelectConnection(
-            connection_parameters(self.settings),
+            self._broker,
             on_open_callback=self._on_publish_connection_open,
             on_open_error_callback=self._on_connection_open_error,
             on_close_callback=self._on_connection_closed,
@@ -280,7 +285,7 @@ class Balancer:
     def _on_confirm_mode(self, _frame) -> None:
         # Republishing is ready: now open the consuming connection, on the same I/O loop.
         self._connection = CoalescingSelectConnection(
-            connection_parameters(self.settings),
+            self._broker,
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_connection_open_error,
             on_close_callback=self._on_connection_closed,
@@ -471,7 +476,28 @@ class Balancer:
             return
         self._empty_looks[replica] = self._empty_looks.get(replica, 0) + 1
         if self._empty_looks[replica] >= ORPHAN_EMPTY_LOOKS:
-            self._probe("delete", ingest_queue(replica), partial(self._on_orphan_deleted, replica))
+            self._delete_orphan(replica)
+
+    def _delete_orphan(self, replica: int) -> None:
+        queue = ingest_queue(replica)
+        if self.settings.queue_type == CLASSIC:
+            self._probe("delete", queue, partial(self._on_orphan_deleted, replica))
+            return
+        # A quorum queue refuses a delete "if empty and unused" (RabbitMQ 3.10): unbound
+        # first, no reading can land in it any more, and one last look decides.
+        self._probe("unbind", queue, lambda _answer: None)
+        self._probe("declare", queue, partial(self._on_unbound_orphan_looked_at, replica))
+
+    def _on_unbound_orphan_looked_at(self, replica: int, answer) -> None:
+        if answer is None:  # gone already
+            self._on_orphan_looked_at(replica, (), None)
+        elif (answer.message_count or answer.consumer_count
+              or replica in self.membership.live(time.monotonic())):
+            # Its replica or readings came back in the meantime: keep the queue, routed to again.
+            self._empty_looks[replica] = 0
+            self._probe("bind", ingest_queue(replica), lambda _answer: None)
+        else:
+            self._probe("delete-looked-at", ingest_queue(replica), partial(self._on_orphan_deleted, replica))
 
     def _stop_draining(self, tag: str) -> None:
         replica = self._drains.pop(tag)
@@ -546,7 +572,9 @@ class Balancer:
             self._connection.channel(on_open_callback=self._on_probe_channel_open)
 
     def _probe(self, operation: str, queue: str, callback) -> None:
-        """Queue a passive declare ("declare") or a delete if empty and unused ("delete") of `queue`."""
+        """Queue an operation on `queue`: a passive declare ("declare"), a delete if empty and unused
+        ("delete"), a delete of a queue just seen empty and unbound ("delete-looked-at"), or a
+        "bind"/"unbind" of an ingest queue to its replica's routing key."""
         self._probes.append((operation, queue, callback))
         self._next_probe()
 
@@ -554,11 +582,17 @@ class Balancer:
         if self._probing is not None or not self._probes or self._probe_channel is None:
             return
         self._probing = operation, queue, _callback = self._probes.pop(0)
+        channel, answer = self._probe_channel, self._on_probe_answer
         if operation == "declare":
-            self._probe_channel.queue_declare(queue, passive=True, callback=self._on_probe_answer)
+            channel.queue_declare(queue, passive=True, callback=answer)
+        elif operation == "delete":
+            channel.queue_delete(queue, if_unused=True, if_empty=True, callback=answer)
+        elif operation == "delete-looked-at":
+            channel.queue_delete(queue, callback=answer)
         else:
-            self._probe_channel.queue_delete(queue, if_unused=True, if_empty=True,
-                                             callback=self._on_probe_answer)
+            key = ingest_routing_key(int(queue.rsplit(".", 1)[1]))
+            bind = channel.queue_bind if operation == "bind" else channel.queue_unbind
+            bind(queue, INGEST_EXCHANGE, routing_key=key, callback=answer)
 
     def _on_probe_answer(self, frame) -> None:
         _operation, _queue, callback = self._probing

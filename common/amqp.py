@@ -54,19 +54,67 @@ class PublishNotConfirmed(RuntimeError):
 HEADER_DECODING_RECURSION_LIMIT = 40_000
 
 
-def connection_parameters(settings: Settings) -> pika.URLParameters:
-    """Return pika connection parameters for the configured broker."""
+# A broker that does not answer a connect within this is skipped for the next one.
+BROKER_CONNECT_TIMEOUT_SECONDS = 5
+
+
+def broker_urls(amqp_url: str) -> list[str]:
+    """Return one URL per broker of `amqp_url`, in order.
+
+    EMS_AMQP_URL names one broker, or a cluster's brokers as comma-separated
+    hosts sharing one user, password and virtual host:
+    `amqp://user:password@rabbit1:5672,rabbit2:5672,rabbit3:5672/%2F`.
+    """
+    scheme, separator, rest = amqp_url.partition("://")
+    if not separator:
+        return [amqp_url]
+    netloc, slash, path = rest.partition("/")
+    credentials, at, hosts = netloc.rpartition("@")
+    return [f"{scheme}://{credentials}{at}{host.strip()}{slash}{path}"
+            for host in hosts.split(",") if host.strip()]
+
+
+def kombu_url(amqp_url: str) -> str:
+    """Return the brokers of `amqp_url` as kombu's failover list (`;`-separated URLs)."""
+    return ";".join(broker_urls(amqp_url))
+
+
+def connection_parameters(settings: Settings) -> list[pika.URLParameters]:
+    """Return pika connection parameters for each configured broker, in order."""
     if sys.getrecursionlimit() < HEADER_DECODING_RECURSION_LIMIT:
         sys.setrecursionlimit(HEADER_DECODING_RECURSION_LIMIT)
-    parameters = pika.URLParameters(settings.amqp_url)
-    parameters.heartbeat = settings.amqp_heartbeat_seconds
-    parameters.blocked_connection_timeout = 60
-    parameters.connection_attempts = 1
-    return parameters
+    every_broker = []
+    for url in broker_urls(settings.amqp_url):
+        parameters = pika.URLParameters(url)
+        parameters.heartbeat = settings.amqp_heartbeat_seconds
+        parameters.blocked_connection_timeout = 60
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = BROKER_CONNECT_TIMEOUT_SECONDS
+        every_broker.append(parameters)
+    return every_broker
+
+
+class BrokerRotation:
+    """The configured brokers in turn, for connections that take one broker's parameters.
+
+    pika's asynchronous connections (balancer, simulator) connect to one broker;
+    each new connection takes the next, so that after losing one broker the
+    reconnect goes to another (the blocking `connect` tries them all itself).
+    """
+
+    def __init__(self, settings: Settings):
+        self._brokers = connection_parameters(settings)
+        self._turn = -1
+
+    def next_parameters(self) -> pika.URLParameters:
+        """Return the parameters of the broker whose turn it is."""
+        self._turn = (self._turn + 1) % len(self._brokers)
+        return self._brokers[self._turn]
 
 
 def connect(settings: Settings, declare: bool = True) -> pika.BlockingConnection:
-    """Open a blocking connection and, by default, declare the whole topology.
+    """Open a blocking connection to the first broker that answers and, by default,
+    declare the whole topology.
 
     A service connected as its own broker user declares nothing: it has no right
     to, and `python -m migrations upgrade` declared the topology before it started

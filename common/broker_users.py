@@ -150,15 +150,11 @@ def url_vhost(amqp_url: str) -> str:
 
 
 def with_credentials(amqp_url: str, user: str, password: str) -> str:
-    """Return `amqp_url` with its user and password replaced (host, port and vhost kept)."""
+    """Return `amqp_url` with its user and password replaced (hosts, ports and vhost kept)."""
     url = urlparse(amqp_url)
-    host = url.hostname or "127.0.0.1"
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
-    if url.port:
-        netloc += f":{url.port}"
-    return urlunparse(url._replace(netloc=netloc))
+    # Several brokers are several hosts after the one user (common.amqp.broker_urls).
+    hosts = url.netloc.rpartition("@")[2] or "127.0.0.1"
+    return urlunparse(url._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{hosts}"))
 
 
 def ensure_users(admin_url: str, prefix: str, passwords: dict[str, str],
@@ -182,26 +178,36 @@ def ensure_users(admin_url: str, prefix: str, passwords: dict[str, str],
 
 
 def _management(admin_url: str, port: int, resource: str, body: dict) -> None:
-    """PUT `body` to one resource of the management API as the URL's (administrator) user."""
+    """PUT `body` to one resource of the management API as the URL's (administrator) user.
+
+    Users live in the whole broker cluster: the first broker that answers takes the PUT.
+    """
+    from common.amqp import broker_urls
+
     url = urlparse(admin_url)
     credentials = f"{unquote(url.username or 'guest')}:{unquote(url.password or 'guest')}"
-    host = url.hostname or "127.0.0.1"
-    request = urllib.request.Request(
-        f"http://{host}:{port}/api/{resource}",
-        data=json.dumps(body).encode(),
-        method="PUT",
-        headers={
-            "Content-Type": "application/json",
-            "Authorization": "Basic " + base64.b64encode(credentials.encode()).decode(),
-        },
-    )
-    try:
-        # The URL is built above and always http://: no file: or other scheme can slip in.
-        with urllib.request.urlopen(request, timeout=MANAGEMENT_TIMEOUT_SECONDS):  # noqa: S310
-            pass
-    except urllib.error.HTTPError as error:
-        raise BrokerUsersError(f"management API refused PUT /api/{resource.split('/')[0]}/…: "
-                               f"{error.code} {error.reason}") from error
+    unreachable = None
+    for broker in broker_urls(admin_url):
+        host = urlparse(broker).hostname or "127.0.0.1"
+        request = urllib.request.Request(
+            f"http://{host}:{port}/api/{resource}",
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": "Basic " + base64.b64encode(credentials.encode()).decode(),
+            },
+        )
+        try:
+            # The URL is built above and always http://: no file: or other scheme can slip in.
+            with urllib.request.urlopen(request, timeout=MANAGEMENT_TIMEOUT_SECONDS):  # noqa: S310
+                return
+        except urllib.error.HTTPError as error:
+            raise BrokerUsersError(f"management API refused PUT /api/{resource.split('/')[0]}/…: "
+                                   f"{error.code} {error.reason}") from error
+        except OSError as error:  # this broker is down: the next one
+            unreachable = error
+    raise BrokerUsersError(f"no broker's management API answered: {unreachable}")
 
 
 def chat_publisher_user(settings) -> str | None:

@@ -22,4 +22,6 @@ def socketio_emitter(settings: Settings):
     """Return a write-only Socket.IO manager for emitting from outside the notifier."""
     import socketio
 
-    return socketio.KombuManager(settings.amqp_url, channel=SOCKETIO_CHANNEL, write_only=True)
+    from common.amqp import kombu_url
+
+    return socketio.KombuManager(kombu_url(settings.amqp_url), channel=SOCKETIO_CHANNEL, write_only=True)

@@ -123,6 +123,7 @@ class Settings:
     amqp_management_port: int = 15672
     # A worker that sends nothing for about twice this long is cut off by the broker.
     amqp_heartbeat_seconds: int = 30
+    # One host, or a cluster's brokers comma-separated (`rabbit1,rabbit2,rabbit3`), tried in turn.
     stomp_host: str = "127.0.0.1"
     stomp_port: int = 61613
 
@@ -200,6 +201,10 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    def stomp_addresses(self) -> list[tuple[str, int]]:
+        """Return the (host, port) of every broker's STOMP listener, in order."""
+        return [(host.strip(), self.stomp_port) for host in self.stomp_host.split(",") if host.strip()]
 
     def database_name(self, service: str) -> str:
         """Return the database name owned by `service` (web, support or monitor)."""

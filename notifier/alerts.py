@@ -166,7 +166,7 @@ class AlertBridge:
         amqp_connect(self.settings).close()
         user, password, vhost = stomp_credentials(self.settings.amqp_url)
         connection = stomp.Connection12(
-            [(self.settings.stomp_host, self.settings.stomp_port)],
+            self.settings.stomp_addresses(),
             heartbeats=(HEARTBEAT_MS, HEARTBEAT_MS),
             vhost=vhost,
             timeout=CONNECT_TIMEOUT_SECONDS,

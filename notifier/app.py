@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_socketio import SocketIO
 
+from common.amqp import kombu_url
 from common.realtime import SOCKETIO_CHANNEL
 from common.settings import Settings, load_settings
 
@@ -45,7 +46,7 @@ def create_socketio(app: Flask, settings: Settings, async_mode: str | None = Non
     return SocketIO(
         app,
         async_mode=async_mode,
-        message_queue=settings.amqp_url,
+        message_queue=kombu_url(settings.amqp_url),
         channel=SOCKETIO_CHANNEL,
         cors_allowed_origins=allowed_origin(settings),
         cors_credentials=True,

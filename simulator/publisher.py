@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pika
 from pika.spec import Basic
 
-from common.amqp import PERSISTENT, connect, connection_parameters
+from common.amqp import PERSISTENT, BrokerRotation, connect
 from common.amqp_async import CoalescingSelectConnection
 from common.logs import log_event
 from common.settings import Settings
@@ -82,6 +82,7 @@ class ConfirmedBurstPublisher:
         self._sequence = 0
         self._started = 0.0
         self._connection = None
+        self._brokers = BrokerRotation(settings)
         self._channel = None
         self._failure = ""
         self._last_progress = 0.0
@@ -127,7 +128,7 @@ class ConfirmedBurstPublisher:
         # A back-off's wake-up was scheduled on the lost connection's loop.
         self._paused_until = 0.0
         self._connection = CoalescingSelectConnection(
-            connection_parameters(self.settings),
+            self._brokers.next_parameters(),
             on_open_callback=lambda connection: connection.channel(on_open_callback=self._on_channel_open),
             on_open_error_callback=self._on_closed,
             on_close_callback=self._on_closed,

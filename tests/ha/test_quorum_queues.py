@@ -31,6 +31,7 @@ from common.topology import (
     shared_queues,
 )
 from migrations.broker import upgrade_broker
+from tests.ha.messages import take_when_there
 from tests.isolation import own_vhost
 
 READINGS_LIMIT = 5
@@ -132,12 +133,7 @@ def test_a_message_a_consumer_rejects_reaches_the_dead_letters_of_a_quorum_queue
         publish(channel, [b"refused"])
         method, _properties, _body = channel.basic_get(READINGS_QUEUE)
         channel.basic_reject(method.delivery_tag, requeue=False)
-        # The broker dead-letters on its own time: wait for it to land.
-        for _ in range(50):
-            letters = list(take_all(connection.channel(), DEAD_LETTERS_QUEUE))
-            if letters:
-                break
-            connection.sleep(0.1)
+        letters = take_when_there(connection, DEAD_LETTERS_QUEUE)
     finally:
         connection.close()
     [(_method, properties, body)] = letters
@@ -190,8 +186,9 @@ def test_the_upgrade_moves_a_queue_to_the_other_type_with_every_message_in_order
             channel.confirm_delivery()
             declare_queue(channel, ingest_queue_definition(1, QueueOptions.from_settings(old)))
             publish(channel, readings)
-            channel.basic_publish("ems.ingest", "replica.1", b"routed", pika.BasicProperties(delivery_mode=2))
-            channel.basic_publish(DEAD_LETTER_EXCHANGE, "x.y", b"letter", pika.BasicProperties(delivery_mode=2))
+            persistent = pika.BasicProperties(delivery_mode=2)
+            channel.basic_publish("ems.ingest", "replica.1", b"routed", persistent)
+            channel.basic_publish(DEAD_LETTER_EXCHANGE, "x.y", b"letter", persistent)
 
             replaced = upgrade_broker(new)
 
