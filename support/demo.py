@@ -20,7 +20,7 @@ from support.extensions import db
 from support.models import Conversation, Message, Resolution, utcnow
 from support.users import KnownUser
 
-EPISODE_DAYS_AGO = (13, 11, 9, 6, 4, 2, 1)
+HISTORY_DAYS, EPISODES_PER_CLIENT = 13, 7
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,12 @@ def seed_demo_history(people: list[Person], now: datetime | None = None) -> int:
 
 def _seed_client(client: Person, admin: Person, now: datetime, chance: random.Random) -> None:
     conversation = Conversation(client_id=client.id, client_name=client.name, state="resolved",
-                                created_at=now - timedelta(days=EPISODE_DAYS_AGO[0] + 1), updated_at=now)
+                                created_at=now - timedelta(days=HISTORY_DAYS + 1), updated_at=now)
     db.session.add(conversation)
     db.session.flush()
-    for number, days_ago in enumerate(EPISODE_DAYS_AGO):
+    # One episode a day on some of the last days, oldest first.
+    episode_days = sorted(chance.sample(range(1, HISTORY_DAYS + 1), EPISODES_PER_CLIENT), reverse=True)
+    for number, days_ago in enumerate(episode_days):
         opened = (now - timedelta(days=days_ago)).replace(hour=chance.randint(8, 17),
                                                           minute=chance.randint(0, 59))
         last = _seed_episode(conversation, client, admin, opened, number, chance)
