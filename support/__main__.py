@@ -27,7 +27,7 @@ def run_consumer() -> None:
     settings = load_settings(service="support")
     serve_metrics(settings, "support-consumer")
     app = create_app(settings)
-    broadcaster = Broadcaster.from_settings(settings)
+    broadcaster = Broadcaster.from_settings(settings, app)
     responder = Responder(app, broadcaster)
     with app.app_context():
         seeded = rules.seed_rules()

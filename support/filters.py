@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Flask
+from flask import Flask, has_request_context
 
 from common.pages import viewer_timezone
 from support.models import utcnow
 
 
 def local_time(moment: datetime | None, pattern: str = "%H:%M") -> str:
-    """Format a stored UTC time in the viewer's time zone."""
+    """Format a stored UTC time in the viewer's time zone (UTC where no viewer asks: the consumer)."""
     if moment is None:
         return ""
-    return moment.replace(tzinfo=UTC).astimezone(viewer_timezone()).strftime(pattern)
+    zone = viewer_timezone() if has_request_context() else UTC
+    return moment.replace(tzinfo=UTC).astimezone(zone).strftime(pattern)
 
 
 def waited(since: datetime | None) -> str:

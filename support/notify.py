@@ -8,6 +8,9 @@ conversation. Typing and read receipts go only to the other party.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+
+from flask import Flask
 
 from common.auth import Identity
 from common.realtime import ADMINS_ROOM, socketio_emitter, user_room
@@ -29,18 +32,25 @@ def other_party_rooms(conversation: Conversation, sender: Identity) -> list[str]
     return admin_side_rooms(conversation)
 
 
+def message_renderer(app: Flask) -> Callable[[Message], str]:
+    """Return a function that renders one message as the pages' list item (`support/_message.html`)."""
+    template = app.jinja_env.get_template("support/_message.html")  # autoescaped, as every .html
+    return lambda message: template.render(message=message)
+
+
 class Broadcaster:
     """Emit chat events; one emitter per process, shared by threads under a lock."""
 
-    def __init__(self, emitter):
+    def __init__(self, emitter, render_message: Callable[[Message], str] | None = None):
         self.emitter = emitter
         # The emitter's kombu connection is not thread-safe; bot workers emit too.
         self._lock = threading.Lock()
+        self.render_message = render_message
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Broadcaster:
-        """Return a broadcaster on the shared Socket.IO message queue."""
-        return cls(socketio_emitter(settings))
+    def from_settings(cls, settings: Settings, app: Flask | None = None) -> Broadcaster:
+        """Return a broadcaster on the shared Socket.IO message queue; with `app`, messages go rendered."""
+        return cls(socketio_emitter(settings), message_renderer(app) if app is not None else None)
 
     def emit(self, event: str, data: dict, rooms: list[str] | None) -> None:
         """Emit `event` once to all of `rooms` (None: to every connected socket).
@@ -51,8 +61,10 @@ class Broadcaster:
             self.emitter.emit(event, data, room=rooms, namespace="/")
 
     def message(self, conversation: Conversation, message: Message) -> None:
-        """Deliver a new message to the client and the administrators' side."""
+        """Deliver a new message to the client and the administrators' side, rendered once for all."""
         data = {**message.event(), "state": conversation.state}
+        if self.render_message is not None:
+            data["html"] = self.render_message(message)
         rooms = [user_room(conversation.client_id), *admin_side_rooms(conversation)]
         if message.sender_role == "admin" and user_room(message.sender_id) not in rooms:
             # An admin stepping into a colleague's conversation still sees their own message.

@@ -1,7 +1,10 @@
 // The support chat: the client's widget and the admin inbox's conversation pane.
 // Both are a `.chat-thread` element (data-conversation-id, data-viewer-role,
 // data-seen-id); messages travel over the page's one Socket.IO connection
-// (window.ems.socket). Message text is only ever set with textContent.
+// (window.ems.socket). The server renders every message (support/_message.html):
+// a `chat:message` event carries the rendered, escaped item in `html`, which this
+// script only inserts; a state change fetches the header again from the server, so
+// labels and the Take/Resolve rules live in the templates alone.
 (function () {
   "use strict";
 
@@ -60,23 +63,22 @@
     return node;
   }
 
-  function renderMessage(message) {
-    const item = element("li", "chat-message from-" + message.sender_role);
-    if (message.id) item.dataset.messageId = message.id;
-    item.dataset.senderRole = message.sender_role;
-    if (message.sender_id !== undefined && message.sender_id !== null) item.dataset.senderId = message.sender_id;
-    if (message.client_message_id) item.dataset.clientMessageId = message.client_message_id;
-    const meta = element("div", "chat-meta");
-    meta.append(element("span", "chat-sender", message.sender_name || message.sender_role));
-    if (message.sender_role === "bot") {
-      const badge = element("span", "chat-bot-badge", "bot");
-      badge.title = "Automatic answer";
-      meta.append(badge);
-    }
-    const time = element("time", "", timeLabel(message.created_at));
-    if (message.created_at) time.dateTime = message.created_at;
-    meta.append(time);
-    item.append(meta, element("p", "chat-body", message.body));
+  // The item the server rendered for a `chat:message` event, with its time in this browser's zone
+  // (the consumer that renders it serves every viewer, so it writes UTC).
+  function renderedMessage(message) {
+    const template = document.createElement("template");
+    template.innerHTML = message.html.trim();
+    const item = template.content.firstElementChild;
+    item.querySelectorAll("time[datetime]").forEach((time) => { time.textContent = timeLabel(time.dateTime); });
+    return item;
+  }
+
+  // A message of ours on its way: the page's template of an item (rendered from the same
+  // support/_message.html), filled with the text as typed.
+  function pendingMessage(thread, body, clientMessageId) {
+    const item = thread.querySelector("template.chat-pending-template").content.firstElementChild.cloneNode(true);
+    item.querySelector(".chat-body").textContent = body;
+    item.dataset.clientMessageId = clientMessageId;
     return item;
   }
 
@@ -120,24 +122,15 @@
     badge.hidden = count <= 0;
   }
 
+  // The state label (and, in the inbox, the buttons that follow the state) as the server
+  // renders them: fetched again from the thread's own page, only that part swapped.
   function setState(thread, row) {
     thread.dataset.state = row.state;
-    const label = thread.querySelector(".chat-header .chat-state");
-    if (!label) return;
-    const labels = {
-      bot: "Assistant",
-      waiting: "Waiting for an administrator",
-      assigned: "With an administrator",
-      resolved: "Resolved",
-    };
-    // The inbox's buttons follow the state: no "Take" for what is already mine.
-    const take = thread.querySelector(".chat-take");
-    if (take) take.hidden = row.state === "assigned" && String(row.assigned_admin_id) === thread.dataset.viewerId;
-    const resolve = thread.querySelector(".chat-resolve");
-    if (resolve) resolve.hidden = row.state === "resolved";
-    label.className = "chat-state state-" + row.state;
-    label.textContent = labels[row.state] + (row.state === "assigned" && row.assigned_admin_name
-      ? ": " + row.assigned_admin_name : "");
+    const part = isWidget(thread) ? ".chat-header .chat-state" : ".chat-header";
+    const target = thread.querySelector(part);
+    if (!target) return;
+    const url = isWidget(thread) ? "/support/widget" : "/support/conversations/" + thread.dataset.conversationId;
+    htmx.ajax("GET", url, { target, select: part, swap: "outerHTML" });
   }
 
   function hideTyping(thread) {
@@ -156,7 +149,7 @@
   function appendMessage(thread, message) {
     const list = thread.querySelector(".chat-messages");
     if (!list || list.querySelector(`[data-message-id="${message.id}"]`)) return;
-    const item = renderMessage(message);
+    const item = renderedMessage(message);
     const pending = message.client_message_id &&
       list.querySelector(`.chat-message.pending[data-client-message-id="${CSS.escape(message.client_message_id)}"]`);
     if (pending) pending.replaceWith(item); else list.append(item);
@@ -195,8 +188,7 @@
     showError(thread, "");
     const payload = { client_message_id: newClientMessageId(), body };
     if (isAdmin(thread)) payload.conversation_id = Number(thread.dataset.conversationId);
-    const item = renderMessage({ sender_role: isAdmin(thread) ? "admin" : "client", sender_name: "You",
-                                 body, client_message_id: payload.client_message_id });
+    const item = pendingMessage(thread, body, payload.client_message_id);
     thread.querySelector(".chat-messages").append(item);
     thread.querySelectorAll(".chat-empty").forEach((node) => node.remove());
     scrollToEnd(thread);
