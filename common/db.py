@@ -9,6 +9,51 @@ import pymysql
 from common.settings import Settings
 
 SERVICES_WITH_DATABASE = ("web", "support", "monitor")
+# Alembic's table: a database without it never had EMS's schema.
+SCHEMA_MARKER_TABLE = "alembic_version"
+
+
+class MissingDataError(RuntimeError):
+    """A database that must hold EMS's data has no schema: refuse rather than start empty."""
+
+
+def server_connection(settings: Settings) -> pymysql.Connection:
+    """Open a connection to the database server (no database selected)."""
+    return pymysql.connect(host=settings.db_host, port=settings.db_port,
+                           user=settings.db_user, password=settings.db_password)
+
+
+def databases_without_schema(settings: Settings, services=SERVICES_WITH_DATABASE) -> list[str]:
+    """Return the databases of `services` that are missing or hold no migrated schema."""
+    names = [settings.database_name(service) for service in services]
+    connection = server_connection(settings)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT table_schema FROM information_schema.tables "
+                           "WHERE table_name = %s AND table_schema IN %s", (SCHEMA_MARKER_TABLE, names))
+            migrated = {row[0] for row in cursor.fetchall()}
+    finally:
+        connection.close()
+    return [name for name in names if name not in migrated]
+
+
+def refuse_if_data_missing(settings: Settings, services=SERVICES_WITH_DATABASE) -> None:
+    """Raise MissingDataError when EMS_EXPECT_EXISTING_DATA is on and a database has no schema.
+
+    A deployment that was initialised and now finds an empty database (a database
+    node restarted on a fresh volume, the wrong server) must stop with the reason:
+    creating the schema again would bring EMS back silently empty.
+    """
+    if not settings.expect_existing_data:
+        return
+    missing = databases_without_schema(settings, services)
+    if missing:
+        raise MissingDataError(
+            f"EMS_EXPECT_EXISTING_DATA is true, but {', '.join(missing)} on {settings.db_host}:"
+            f"{settings.db_port} hold no EMS schema (no {SCHEMA_MARKER_TABLE} table): the data of this "
+            "deployment is gone or this is the wrong database server. Nothing was created. Restore the "
+            "databases (mariadb-backup) or point EMS_DB_HOST at the right server; only for a new, empty "
+            "deployment set EMS_EXPECT_EXISTING_DATA=false.")
 
 
 def utcnow() -> datetime:
@@ -18,8 +63,7 @@ def utcnow() -> datetime:
 
 def create_databases(settings: Settings, services=SERVICES_WITH_DATABASE) -> None:
     """Create each service's database if it does not exist yet (utf8mb4)."""
-    connection = pymysql.connect(host=settings.db_host, port=settings.db_port,
-                                 user=settings.db_user, password=settings.db_password)
+    connection = server_connection(settings)
     try:
         with connection.cursor() as cursor:
             for service in services:
@@ -33,8 +77,7 @@ def create_databases(settings: Settings, services=SERVICES_WITH_DATABASE) -> Non
 
 def drop_databases(settings: Settings, services=SERVICES_WITH_DATABASE) -> None:
     """Drop each service's database (tests clean up their own prefix with this)."""
-    connection = pymysql.connect(host=settings.db_host, port=settings.db_port,
-                                 user=settings.db_user, password=settings.db_password)
+    connection = server_connection(settings)
     try:
         with connection.cursor() as cursor:
             for service in services:

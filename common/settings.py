@@ -108,6 +108,9 @@ class Settings:
     db_user: str = "root"
     db_password: str = field(default="", repr=False)
     db_prefix: str = "ems_"
+    # True once a deployment was initialised: its databases must hold EMS's schema, and
+    # neither the migrations nor a service may take an empty database for a new one.
+    expect_existing_data: bool = False
 
     # RabbitMQ: AMQP for workers and the Socket.IO message queue, STOMP for the alert bridge.
     # The URL this process connects with: its service's own user (common/broker_users.py)
@@ -240,6 +243,7 @@ def load_settings(service: str | None = None, **overrides) -> Settings:
         db_user=_text("DB_USER", "root"),
         db_password=_raw("DB_PASSWORD", from_file) or "",
         db_prefix=_text("DB_PREFIX", "ems_"),
+        expect_existing_data=_bool("EXPECT_EXISTING_DATA", False),
         amqp_url=_raw("AMQP_URL", from_file) or Settings.amqp_url,  # holds the broker password
         amqp_heartbeat_seconds=_int("AMQP_HEARTBEAT_SECONDS", 30),
         amqp_service_users=_bool("AMQP_SERVICE_USERS", True),

@@ -2,8 +2,9 @@
 
 import argparse
 import logging
+import sys
 
-from common.db import SERVICES_WITH_DATABASE
+from common.db import SERVICES_WITH_DATABASE, MissingDataError
 from common.logs import configure_logging
 from common.settings import load_settings
 from migrations.runner import upgrade
@@ -22,7 +23,12 @@ def main() -> None:
     configure_logging("migrations", settings.log_level)
     # Alembic narrates every step at INFO; our own line per database says enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    upgrade(settings, tuple(arguments.services) or SERVICES_WITH_DATABASE)
+    try:
+        upgrade(settings, tuple(arguments.services) or SERVICES_WITH_DATABASE)
+    except MissingDataError as error:
+        # The reason is the whole message: no traceback to read past.
+        print(f"migrations refused: {error}", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

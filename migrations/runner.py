@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from common.db import SERVICES_WITH_DATABASE, create_databases
+from common.db import SERVICES_WITH_DATABASE, create_databases, refuse_if_data_missing
 from common.logs import log_event
 from common.settings import Settings
 from migrations.broker import upgrade_broker
@@ -27,7 +27,12 @@ def alembic_config(settings: Settings, service: str) -> Config:
 
 
 def upgrade(settings: Settings, services=SERVICES_WITH_DATABASE, broker: bool = True) -> None:
-    """Create the databases if needed and upgrade each one to `head`; then the broker's queues."""
+    """Create the databases if needed and upgrade each one to `head`; then the broker's queues.
+
+    Safe to run on every deployment. With EMS_EXPECT_EXISTING_DATA it creates nothing:
+    a database without its schema stops it with MissingDataError before any change.
+    """
+    refuse_if_data_missing(settings, services)
     create_databases(settings, services)
     for service in services:
         command.upgrade(alembic_config(settings, service), "head")
