@@ -79,6 +79,8 @@ def test_a_client_in_bucharest_sees_the_cost_of_her_consumption_under_a_time_of_
     admin = create_account("admin", "Tariff Admin")
     page = new_page()
     sign_in(page, admin.email, admin.password, "/monitor/tariffs")
+    page.locator("#tariff-create").get_by_role("button", name="Save tariff").click()
+    expect(page.locator("#tariff-create")).to_contain_text("a name of 1 to 80 characters")  # shown, not saved
     form = page.locator("#tariff-create")
     form.get_by_label("Name").first.fill("Home")
     form.locator("input[name=currency]").fill("RON")
