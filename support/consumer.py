@@ -8,6 +8,12 @@ the database works. The worker processes what has queued up in one transaction
 the connection thread (`add_callback_threadsafe`) to dead-letter the rejected
 messages and ack the batch with one `multiple` ack.
 
+What happens to a batch, top-down: `_receive` hands deliveries to the worker;
+`_take_batch` takes what queued up; `_process` runs it through `ATTEMPTS`, each
+attempt calling `ChatService.process` (support/service.py: parse, lock and
+load the conversations, decide the replies, write, commit, emit); `_settle`
+dead-letters the rejected and acknowledges the batch.
+
 A batch goes through `ATTEMPTS` until one works: all at once, then (after a
 send stored before meets the unique key) with the sends looked up, then one
 message per transaction, where a message the database refuses for good or that
@@ -205,20 +211,7 @@ class SupportConsumer:
 
     def _work(self) -> None:
         """Take what has queued up and process it as one batch, again and again."""
-        while True:
-            first = self.work.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < BATCH_MAX:
-                try:
-                    item = self.work.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self.work.put(None)
-                    break
-                batch.append(item)
+        while (batch := self._take_batch()) is not None:
             # Deliveries of a closed channel are the broker's again: it delivers them anew.
             live = [delivery for delivery in batch if delivery.channel.is_open]
             try:
@@ -233,6 +226,23 @@ class SupportConsumer:
             finally:
                 for _ in batch:
                     self.work.task_done()
+
+    def _take_batch(self) -> list[Delivery] | None:
+        """Wait for a delivery; return it with what queued up behind it (None: stop)."""
+        first = self.work.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < BATCH_MAX:
+            try:
+                item = self.work.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self.work.put(None)  # seen again by the next call, which stops
+                break
+            batch.append(item)
+        return batch
 
     def _unsettled(self, batch: list[Delivery]) -> list[Delivery]:
         """Return the deliveries of `batch` after the last one settled."""

@@ -3,11 +3,12 @@
 #   make swarm-down                    remove the stack (volumes and secrets stay)
 #   make swarm-scale-monitors N=5      monitors to 5 (the balancer hears them join or leave)
 #   make swarm-test                    the whole stack, for real, on this machine
+#   make swarm-cluster-test            three nodes on this machine, each killed once mid-stream
 SWARM_STACK ?= ems
 EMS_IMAGE ?= ems:latest
 export SWARM_STACK EMS_IMAGE
 
-.PHONY: swarm-build swarm-secrets swarm-up swarm-down swarm-scale-monitors swarm-test
+.PHONY: swarm-build swarm-secrets swarm-up swarm-down swarm-scale-monitors swarm-test swarm-cluster-test
 
 ## swarm-build: build the one EMS image (EMS_IMAGE, default ems:latest)
 swarm-build:
@@ -33,3 +34,7 @@ swarm-scale-monitors:
 ## swarm-test: dockerd, local images from Debian's packages, deploy, check, tear down
 swarm-test: setup
 	bash swarm/test.sh
+
+## swarm-cluster-test: three Docker-in-Docker managers, Galera, a RabbitMQ cluster, nodes killed mid-stream
+swarm-cluster-test: setup
+	bash swarm/cluster-test.sh

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Start dockerd in a cluster node container. Its API listens on the usual socket
+# and on /ems-host/docker.sock, a directory the host mounts, so that the test
+# drives each node with `docker -H unix://...` and no TCP port is opened.
+# EMS_REGISTRY (host:port) is the test's plain-HTTP registry the node pulls from.
+set -e
+# AppArmor and friends look for securityfs; a restarted node finds stale pid files.
+mountpoint -q /sys/kernel/security || mount -t securityfs none /sys/kernel/security || true
+mountpoint -q /tmp || mount -t tmpfs none /tmp
+rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid /run/docker/containerd/containerd.pid
+mkdir -p /ems-host
+rm -f /ems-host/docker.sock
+exec dockerd \
+  --host unix:///var/run/docker.sock --host unix:///ems-host/docker.sock \
+  --storage-driver overlay2 \
+  ${EMS_REGISTRY:+--insecure-registry "$EMS_REGISTRY"} \
+  "$@"
