@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 HEIGHT = 280
@@ -138,38 +137,24 @@ class Sparkline:
     projected_kwh: Decimal | None
 
 
-# Before this share of today has passed, a projection says more about the hour than the day.
-PROJECT_AFTER = 0.125
+def sparkline(days: list[Decimal], projected_today: Decimal | None = None, width: int = 120,
+              height: int = 32) -> Sparkline:
+    """Trace daily totals; with `projected_today`, the last day is today, drawn dashed to that projection.
 
-
-def sparkline(days: list[Decimal], today_done: float = 1.0, width: int = 120, height: int = 32) -> Sparkline:
-    """Trace daily totals whose last one is today, `today_done` (0–1) of it gone.
-
-    Today's partial total would plunge the line every morning; it is projected to
-    the whole day at its average rate so far (total ÷ share gone) and drawn dashed,
-    once an eighth of the day (3 h) has passed; before that, the line ends at yesterday.
+    Today's partial total would plunge the line every morning: the caller projects it
+    (monitor.consumption.projected_day_total) and the line shows it as a projection.
     """
     if not days:
         return Sparkline("", "", None)
-    complete = today_done >= 1
-    projected = None
-    if not complete and today_done >= PROJECT_AFTER:
-        projected = (days[-1] / Decimal(str(today_done))).quantize(Decimal("0.001"))
-    shown = days if complete else days[:-1] + ([projected] if projected is not None else [])
-    top = max(float(max(shown, default=0)), 1e-9)
+    complete = days if projected_today is None else days[:-1]
+    top = max(float(max(complete + [projected_today or Decimal(0)], default=0)), 1e-9)
     step = width / max(len(days) - 1, 1)
 
     def point(index: int, value: Decimal) -> str:
         return f"{index * step:.1f},{height - 2 - float(value) / top * (height - 4):.1f}"
 
-    solid = days if complete else days[:-1]
-    points = " ".join(point(index, value) for index, value in enumerate(solid))
+    points = " ".join(point(index, value) for index, value in enumerate(complete))
     projection = ""
-    if projected is not None and len(days) > 1:
-        projection = f"{point(len(days) - 2, days[-2])} {point(len(days) - 1, projected)}"
-    return Sparkline(points, projection, projected)
-
-
-def day_done(start: datetime, end: datetime, now: datetime) -> float:
-    """Return the share (0–1) of [start, end) that lies before `now`."""
-    return min(1.0, max(0.0, (now - start) / (end - start)))
+    if projected_today is not None and len(days) > 1:
+        projection = f"{point(len(days) - 2, days[-2])} {point(len(days) - 1, projected_today)}"
+    return Sparkline(points, projection, projected_today)

@@ -168,6 +168,21 @@ def days_of(stored: dict, first: date, last: date, zone: ZoneInfo) -> list[DayVa
             for n in range(days)]
 
 
+def projected_day_total(stored: dict, day: date, zone: ZoneInfo, now: datetime, past_days: int) -> Decimal:
+    """Return `day`'s total so far plus what the `past_days` before it used, on average, in its hours to come.
+
+    People use little at night and most in the evening, so a morning's rate scaled
+    to the whole day would still plunge; the days before know the shape of a day.
+    Hours are matched by their place in the day (a DST day shifts them by one).
+    """
+    hours = hours_of_day(stored, day, zone)
+    begun = sum(1 for hour in hours if hour.start <= now)
+    so_far = day_total(hours[:begun])
+    earlier = [hours_of_day(stored, day - timedelta(days=back), zone) for back in range(1, past_days + 1)]
+    to_come = sum((day_total(past[begun:]) for past in earlier), ZERO) / max(len(earlier), 1)
+    return (so_far + to_come).quantize(Decimal("0.001"))
+
+
 def day_total(hours: list[HourValue]) -> Decimal:
     """Return the sum of a day's hours."""
     return sum((hour.kwh for hour in hours), ZERO)

@@ -17,7 +17,6 @@ from monitor.charts import (
     PHONE_PLOT_PX,
     WIDE_PLOT_PX,
     bar_chart,
-    day_done,
     sparkline,
     visible_labels,
 )
@@ -29,6 +28,7 @@ from monitor.consumption import (
     hour_end,
     hours_of_day,
     local_midnight_utc,
+    projected_day_total,
     utc_offset_label,
 )
 from tests.strategies import texts
@@ -194,26 +194,33 @@ def test_each_bar_carries_its_exact_value_for_hover_and_focus():
 
 # --- the dashboard's 7-day trend ---
 
-def test_todays_partial_total_is_projected_to_the_whole_day_not_plunged():
+def household_days(first: date, count: int, zone: ZoneInfo) -> dict:
+    """Return {UTC hour: kWh} of `count` days using 0.1 kWh an hour at night and 0.5 from 06:00 on."""
+    stored = {}
+    for offset in range(count):
+        for hour in day_hours(first + timedelta(days=offset), zone):
+            stored[hour] = Decimal("0.5") if hour.astimezone(zone).hour >= 6 else Decimal("0.1")
+    return stored
+
+
+def test_todays_total_is_projected_from_the_shape_of_the_days_before_not_its_night_rate():
+    zone, today = ZoneInfo("Europe/Bucharest"), date(2026, 7, 8)
+    stored = household_days(today - timedelta(days=6), 7, zone)
+    five_am = datetime(2026, 7, 8, 5, 30, tzinfo=zone)
+    # So far 6 night hours (0.6 kWh); to come 18 day hours as on the days before (9 kWh).
+    assert projected_day_total(stored, today, zone, five_am, past_days=6) == Decimal("9.600")
+    yesterday = today - timedelta(days=1)
+    assert days_of(stored, yesterday, yesterday, zone)[0].kwh == Decimal("9.6")  # a whole day
+
+
+def test_the_trend_draws_complete_days_solid_and_todays_projection_dashed():
     week = [Decimal(10)] * 6 + [Decimal("2.5")]
-    trend = sparkline(week, today_done=0.25)
-    assert trend.projected_kwh == Decimal("10.000")
+    trend = sparkline(week, projected_today=Decimal(10))
     assert len(trend.points.split()) == 6 and len(trend.projection.split()) == 2
-    # A flat week stays flat: today's projected point sits level with yesterday's.
+    # A steady week stays level: today's projected point sits with yesterday's, not at the bottom.
     assert trend.projection.split()[0].split(",")[1] == trend.projection.split()[1].split(",")[1]
 
 
-def test_early_in_the_day_the_trend_ends_at_yesterday():
-    trend = sparkline([Decimal(10)] * 6 + [Decimal("0.2")], today_done=0.05)
-    assert trend.projection == "" and trend.projected_kwh is None and len(trend.points.split()) == 6
-
-
-def test_a_complete_week_is_drawn_whole():
+def test_a_week_without_today_is_drawn_whole():
     trend = sparkline([Decimal(n) for n in range(7)])
-    assert len(trend.points.split()) == 7 and trend.projection == ""
-
-
-def test_the_share_of_the_day_gone_is_measured_in_its_own_hours():
-    start, end = day_bounds(date(2026, 10, 25), ZoneInfo("Europe/Bucharest"))  # 25 hours
-    assert day_done(start, end, start + timedelta(hours=5)) == pytest.approx(5 / 25)
-    assert day_done(start, end, end + timedelta(hours=1)) == 1.0
+    assert len(trend.points.split()) == 7 and trend.projection == "" and trend.projected_kwh is None

@@ -24,7 +24,7 @@ from monitor.api.access import (
     visible_since,
 )
 from monitor.api.json_routes import device_filter, mark_own_alert_read
-from monitor.charts import bar_chart, day_done, sparkline
+from monitor.charts import bar_chart, sparkline
 from monitor.consumption import (
     daily_totals,
     day_bounds,
@@ -39,6 +39,7 @@ from monitor.consumption import (
     monthly_totals,
     most_hours_over,
     peak_hour,
+    projected_day_total,
     today,
     week_range,
 )
@@ -175,7 +176,7 @@ def device_cards(connection, devices) -> list[dict]:
                                      day_bounds(day, zone)[1])
     tariffs = load_tariffs(connection)
     viewer, cards = current_identity(), []
-    done = day_done(*day_bounds(day, zone), datetime.now(UTC))  # today's share gone, for the trend
+    now = datetime.now(UTC)
     for device in devices:
         since = visible_since(device)
         stored = {hour: kwh for hour, kwh in week[device.id].items()
@@ -183,7 +184,8 @@ def device_cards(connection, devices) -> list[dict]:
         days = days_of(stored, first, day, zone)
         hours = hours_of_day(stored, day, zone)
         cards.append({"device": device, "today": days[-1].kwh,
-                      "trend": sparkline([d.kwh for d in days], done),
+                      "trend": sparkline([d.kwh for d in days],
+                                         projected_day_total(stored, day, zone, now, TREND_DAYS - 1)),
                       "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
                       "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id),
                       **today_and_month(tariffs, stored, day, zone)})
