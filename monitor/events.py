@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from common.amqp import connect, dead_letter, internal_error_reason
-from common.db import blames_the_message, refusal_reason
+from common.db import blames_the_message, refusal_reason, utcnow
 from common.health import HEALTH
 from common.logs import log_event
 from common.messages import Event, InvalidMessage, parse_event
@@ -60,7 +60,7 @@ def occurred_at(event: Event) -> datetime:
     try:
         moment = datetime.fromisoformat(event.occurred_at)
     except ValueError:
-        return datetime.now(UTC).replace(tzinfo=None)
+        return utcnow()
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)

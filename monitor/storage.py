@@ -39,7 +39,7 @@ from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from common.db import engine_options
+from common.db import database_error_code, engine_options, utcnow
 from common.logs import log_event
 from common.messages import Reading
 from common.settings import Settings
@@ -300,14 +300,14 @@ def _store_once(connection: Connection, readings: list[Reading], replica: int, n
 def store_readings(engine: Engine, readings: list[Reading], replica: int,
                    now: datetime | None = None, warning_rule: WarningRule | None = None) -> BatchResult:
     """Store a batch of valid readings in one transaction, retrying after a deadlock."""
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
     warning_rule = warning_rule or WarningRule()
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with engine.begin() as connection:
                 return _store_once(connection, readings, replica, now, warning_rule)
         except OperationalError as error:
-            code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+            code = database_error_code(error)
             if code not in DEADLOCK_ERRORS or attempt == MAX_ATTEMPTS:
                 raise
             log_event(logger, "monitor.batch_retry", level=logging.WARNING, replica=replica,

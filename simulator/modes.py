@@ -15,6 +15,7 @@ import requests
 
 from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
 from common.auth import SERVICE_USER_ID, Identity, mint_access_token
+from common.backoff import Backoff
 from common.logs import log_event
 from common.messages import Reading
 from common.settings import Settings
@@ -35,8 +36,6 @@ LIMIT_TO_SCALE = 4.0
 LIVE_KWH_PLACES = 6
 # Readings a paced run keeps while the broker refuses them; then it waits instead of making more.
 MAX_PACED_BACKLOG = 10_000
-PACED_RETRY_FIRST_SECONDS = 0.5
-PACED_RETRY_MAX_SECONDS = 15.0
 
 
 class NoDevices(RuntimeError):
@@ -262,12 +261,12 @@ def paced(settings: Settings, devices, interval: float, rounds: int | None, valu
             backlog += fresh
             summary.sent += len(fresh)
             send_backlog(publisher, backlog, summary)
-            delay = PACED_RETRY_FIRST_SECONDS
+            backoff = Backoff()
             while len(backlog) >= MAX_PACED_BACKLOG:
+                delay = backoff.next_delay()
                 log_event(logger, "simulator.backlog_full", level=logging.WARNING, waiting=len(backlog),
-                          retry_in=delay)
+                          retry_in=round(delay, 2))
                 time.sleep(delay)
-                delay = min(delay * 2, PACED_RETRY_MAX_SECONDS)
                 send_backlog(publisher, backlog, summary)
             index += 1
             if rounds is not None and index >= rounds:
