@@ -71,7 +71,11 @@ def stack(settings, stack_ports):
             stack_settings = load_settings()
         upgrade(stack_settings)
         names = [name for name in procfile_commands() if name != "simulator"]
-        running = Stack(names, env={**variables, "EMS_PUBLIC_URL": stack_settings.public_url})
+        # Early warnings from the hour's first seconds (the rule's 10 minutes would make a
+        # warning test wait for the clock): tests/browser/test_warnings.py.
+        quick_warnings = {"EMS_WARNING_MIN_MINUTES": "0"}
+        running = Stack(names, env={**variables, **quick_warnings,
+                                    "EMS_PUBLIC_URL": stack_settings.public_url})
         try:
             running.start([int(port) for port in stack_ports.values()])
             running.url = f"http://localhost:{stack_ports['EMS_GATEWAY_PORT']}"

@@ -66,7 +66,7 @@
   }
 
   function localTime(date) {
-    return date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: viewerZone() });
+    return date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: viewerZone() });
   }
 
   // "Today 17:00–18:00" in the viewer's time zone (alerts carry UTC hours).
