@@ -42,6 +42,12 @@ MINOR_DIGITS = {**dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND
                 **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3)}
 
 
+def price_text(price: Decimal) -> str:
+    """Render a price per kWh as typed, with at least two decimals: 0.8 → "0.80", 0.1234 → "0.1234"."""
+    exact = price.normalize()
+    return f"{exact:f}" if -exact.as_tuple().exponent > 2 else f"{price:.2f}"
+
+
 def minor_digits(currency: str) -> int:
     """Return how many decimal places amounts in `currency` are shown with."""
     return MINOR_DIGITS.get(currency, 2)

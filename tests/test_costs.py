@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from monitor.consumption import day_hours
 from monitor.costs import Money, costs_by_day, hourly_costs, total_cost
-from monitor.tariffs import Band, Tariff, TariffBook, TariffInvalid, check_against, parse_tariff
+from monitor.tariffs import Band, Tariff, TariffBook, TariffInvalid, check_against, parse_tariff, price_text
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -87,6 +87,12 @@ def test_in_a_half_hour_zone_an_hour_takes_the_band_in_force_at_its_start():
 
 
 # --- exact money ---
+
+@pytest.mark.parametrize(("price", "shown"), [("0.8", "0.80"), ("1.120000", "1.12"), ("0.123400", "0.1234"),
+                                             ("2", "2.00"), ("0", "0.00")])
+def test_a_price_per_kwh_is_shown_as_typed_with_at_least_two_decimals(price, shown):
+    assert price_text(Decimal(price)) == shown
+
 
 def test_a_total_is_rounded_once_not_hour_by_hour():
     book = TariffBook((Tariff("Flat", "RON", BUCHAREST, date(2026, 1, 1), Decimal("0.5")),))

@@ -24,9 +24,11 @@ from monitor.tariffs import (
     insert_tariff,
     load_tariffs,
     parse_tariff,
+    price_text,
 )
 
 blueprint = Blueprint("monitor_tariffs", __name__, url_prefix="/monitor/tariffs")
+blueprint.add_app_template_filter(price_text, "price")
 
 
 def render_tariffs(status: int = 200, form=None, errors=None, message: str | None = None):

@@ -96,7 +96,7 @@ def test_a_client_in_bucharest_sees_the_cost_of_her_consumption_under_a_time_of_
     band.locator("input[name=band1_price]").fill(str(PEAK))
     form.get_by_role("button", name="Save tariff").click()
     expect(page.locator("#tariffs")).to_contain_text("Tariff Home saved")
-    expect(page.get_by_test_id("tariff-row")).to_contain_text("Peak: Mon–Fri 17:00–21:00 · 1.2 RON/kWh")
+    expect(page.get_by_test_id("tariff-row")).to_contain_text("Peak: Mon–Fri 17:00–21:00 · 1.20 RON/kWh")
 
     client, device_id = metered_client
     cost = f"{READINGS * READING_KWH * price_now():.2f} RON"  # 1.12 RON off-peak, 1.68 RON at the peak

@@ -87,7 +87,7 @@ def test_an_administrator_adds_a_time_of_use_tariff_and_sees_it_in_force(post_as
     response = post_as(ADMIN, "/monitor/tariffs", tariff_form())
     assert response.status_code == 201
     page = as_user(ADMIN, "GET", "/monitor/tariffs").get_data(as_text=True)
-    assert "Peak: Mon–Fri 17:00–21:00 · 1.2 RON/kWh" in page and "in force" in page
+    assert "Peak: Mon–Fri 17:00–21:00 · 1.20 RON/kWh" in page and "in force" in page
     stored = sql("SELECT name, currency, valid_from, starts_at, base_price FROM tariffs").one()
     # Midnight in Bucharest (UTC+2 in winter) is 22:00 UTC the day before.
     assert stored == ("Home", "RON", date(2026, 1, 1), datetime(2025, 12, 31, 22), Decimal("0.800000"))
