@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -42,35 +43,16 @@ ALERTING_LIMIT_KWH = "0.12"  # passed after 120 readings (two minutes) in an hou
 QUIET_LIMIT_KWH = "1000"
 IGNORED_SERVICES = {"prometheus"}  # not part of the cluster test (no image is built for it)
 
-
-class CheckFailed(AssertionError):
-    """A check of the cluster did not hold."""
-
-
-def say(message: str) -> None:
-    """Print one progress line."""
-    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def wait_until(what: str, condition, timeout: float, interval: float = 2.0):
-    """Return condition()'s first truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (CheckFailed, subprocess.SubprocessError, ValueError, KeyError, OSError) as error:
-            last_error = error
-        time.sleep(interval)
-    raise CheckFailed(f"timed out after {timeout:.0f}s waiting for {what}"
-                      + (f" (last error: {last_error})" if last_error else ""))
+# The single-node check's helpers (this file's directory is on the path, also in the device container).
+from check import CheckFailed, say, wait_until  # noqa: E402
 
 
 def run(argv: list[str], timeout: float = 60, stdin: str | None = None) -> str:
-    """Run a command and return its output; raise CalledProcessError on failure."""
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin)
+    """Run a command and return its output; raise CalledProcessError on failure or timeout."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin)
+    except subprocess.TimeoutExpired as error:
+        raise subprocess.CalledProcessError(-1, argv, "", f"timed out after {timeout}s") from error
     if result.returncode != 0:
         raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
     return result.stdout
@@ -451,7 +433,7 @@ def start_stream(cluster: Cluster, image: str, devices: list[str], password_file
     with open(f"{cluster.run_dir}/devices.txt", "w") as file:
         file.write("\n".join(devices) + "\n")
     run(["docker", "run", "-d", "--name", name, "--network", f"{cluster.prefix}-net",
-         "-v", f"{cluster.run_dir}:/stream", "-v", f"{__file__}:/check/cluster_check.py:ro",
+         "-v", f"{cluster.run_dir}:/stream", "-v", f"{os.path.dirname(os.path.abspath(__file__))}:/check:ro",
          "-e", f"EMS_AMQP_URL=amqp://{cluster.prefix}-broker:5672/%2F",
          "-e", f"EMS_AMQP_PASSWORD_SIMULATOR_FILE=/stream/{password_file}",
          "-e", "EMS_QUEUE_TYPE=quorum", "-e", "PYTHONPATH=/app",

@@ -74,6 +74,8 @@ def test_gateway_runs_on_every_node_with_https_host_ports(cluster):
 def test_ems_services_use_quorum_queues_and_spread_over_the_nodes(cluster):
     for name in EMS_SERVICES:
         assert cluster[name]["environment"]["EMS_QUEUE_TYPE"] == "quorum", name
+        # A connection to a killed node fails within seconds (no IPVS, no RST from a dead node).
+        assert cluster[name]["sysctls"] == {"net.ipv4.tcp_retries2": "5"}, name
         if name != "migrate":
             preferences = cluster[name]["deploy"]["placement"]["preferences"]
             assert preferences == [{"spread": "node.labels.ems.node"}], name

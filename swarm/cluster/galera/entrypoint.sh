@@ -39,7 +39,7 @@ initialize() {
   log "initializing $DATADIR"
   mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db \
     --auth-root-authentication-method=socket >/dev/null
-  mariadbd --user=mysql --datadir="$DATADIR" --wsrep-on=OFF --skip-networking --socket="$SOCKET" &
+  mariadbd --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCKET" &
   local pid=$!
   for _ in $(seq 1 60); do
     mariadb-admin --socket="$SOCKET" ping --silent 2>/dev/null && break
@@ -69,7 +69,9 @@ serve() {  # extra mariadbd options...
   address=$(getent hosts "$(hostname)" | awk '{print $1; exit}')
   /usr/local/bin/clustercheck &
   log "starting mariadbd ($*) at $address"
-  exec mariadbd --user=mysql --datadir="$DATADIR" --wsrep-node-name="$SELF" \
+  # Galera's settings only here: the initialization above runs a plain server.
+  exec mariadbd --defaults-extra-file=/etc/mysql/ems-galera.cnf --user=mysql --datadir="$DATADIR" \
+    --wsrep-node-name="$SELF" \
     --wsrep-node-address="$address" "$@"
 }
 
@@ -90,7 +92,12 @@ if [ ! -f "$DATADIR/grastate.dat" ]; then
       if peer=$(running_peer); then join "$peer"; fi
       sleep 1
     done
-    [ -d "$DATADIR/mysql" ] || initialize
+    # An initialization cut short leaves files behind: start it again from nothing.
+    if [ ! -f "$DATADIR/.ems-initialized" ]; then
+      rm -rf "${DATADIR:?}"/*
+      initialize
+      touch "$DATADIR/.ems-initialized"
+    fi
     log "no peer runs: bootstrapping a new cluster"
     serve --wsrep-new-cluster --wsrep-cluster-address="gcomm://"
   fi
