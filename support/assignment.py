@@ -15,7 +15,7 @@ from support.users import KnownUser
 VIEWS = {
     "mine": "Mine",
     "unassigned": "Unassigned",
-    "all": "All open",
+    "all": "All",  # all open ones
     "resolved": "Resolved",
 }
 DEFAULT_VIEW = "all"

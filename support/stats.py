@@ -8,6 +8,7 @@ plain functions of them.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,7 @@ from support.models import Conversation, Message, Resolution
 
 DAYS = 14
 CHART_WIDTH, CHART_HEIGHT = 720, 240
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 12, 16, 34
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 12, 26, 34  # the unit sits above the axis
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -157,10 +158,18 @@ class GroupedBarChart:
     right: float
 
 
+def axis_maximum(largest: float, counts: bool) -> float:
+    """Return the y-axis maximum: round, and for counts a multiple of 4 so that every tick is whole."""
+    if counts:
+        return max(4, math.ceil(largest / 4) * 4)
+    return nice_ceiling(largest * 1.05)
+
+
 def grouped_bar_chart(labels: list[str], series: list[tuple[str, list[float]]], unit: str,
-                      width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> GroupedBarChart:
+                      counts: bool = False, width: int = CHART_WIDTH,
+                      height: int = CHART_HEIGHT) -> GroupedBarChart:
     """Lay out one group of bars per label, a bar per series, and five y-axis ticks."""
-    top_value = nice_ceiling(max([value for _, values in series for value in values] + [0.0]) * 1.05)
+    top_value = axis_maximum(max([value for _, values in series for value in values] + [0.0]), counts)
     plot_width = width - MARGIN_LEFT - MARGIN_RIGHT
     plot_height = height - MARGIN_TOP - MARGIN_BOTTOM
     baseline = MARGIN_TOP + plot_height
@@ -187,9 +196,9 @@ def charts(summary: Summary) -> dict[str, GroupedBarChart]:
     days = [day.strftime("%d %b") for day in summary.days]
     return {
         "volume": grouped_bar_chart(days, [("opened", summary.opened), ("resolved", summary.resolved)],
-                                    "conversations"),
+                                    "conversations", counts=True),
         "times": grouped_bar_chart(days, [("to the first answer", summary.first_response_minutes),
                                           ("to resolve", summary.resolution_minutes)], "min"),
         "ratings": grouped_bar_chart([f"{star} ★" for star in range(1, 6)], [("ratings", summary.ratings)],
-                                     "ratings", width=360),
+                                     "ratings", counts=True, width=360),
     }

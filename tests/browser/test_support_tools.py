@@ -56,7 +56,7 @@ def test_an_administrator_answers_with_a_canned_reply_notes_assigns_and_the_clie
     expect(row).to_have_count(1)
     admin.locator(".inbox-views label", has_text="Resolved").click()
     expect(row).to_have_count(0)
-    admin.locator(".inbox-views label", has_text="All open").click()
+    admin.locator(".inbox-views label", has_text="All").click()
     row.locator("a").click()
     thread = admin.locator("#conversation-pane .admin-thread")
     expect(thread.locator(".chat-message.from-client .chat-body").last).to_have_text("talk to a human")
@@ -129,7 +129,7 @@ def test_the_transcript_downloads_and_the_stats_page_draws_the_demo_history(new_
     admin = signed_in(new_page, people["admin"], "/support/stats")
     expect(admin.locator("h1")).to_have_text("Support stats")
     assert int(admin.get_by_test_id("resolved-total").inner_text()) >= 7
-    expect(admin.locator("svg.chart")).to_have_count(4)
+    expect(admin.locator("svg.support-chart")).to_have_count(4)
     assert admin.locator("svg.support-chart rect.series-0").count() >= 14
     expect(admin.get_by_test_id("median-first-response")).to_contain_text("min")
     expect(admin.get_by_test_id("bot-only-share")).to_contain_text("%")

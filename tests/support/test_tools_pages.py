@@ -246,7 +246,7 @@ def test_the_demo_history_fills_the_stats_page_with_charts(app, login):
         assert len(rows) == 14 and any(rating for rating, _ in rows) and any(bot for _, bot in rows)
     page = login("admin").get("/support/stats?tz=Europe/Bucharest")
     assert page.status_code == 200 and "in Europe/Bucharest" in page.text
-    assert page.text.count('<svg class="chart') == 4
+    assert page.text.count('<svg class="support-chart') == 4
     resolved = int(page.text.split('data-testid="resolved-total">')[1].split("<")[0])
     assert resolved >= 14
     assert "min" in page.text.split('data-testid="median-first-response">')[1].split("<")[0]
