@@ -65,7 +65,9 @@ def test_the_client_follows_a_device_from_the_dashboard_to_its_day_chart(new_pag
     dashboard = page.locator("#monitor-dashboard")
     expect(dashboard).to_contain_text("Chart meter")
     expect(dashboard).to_contain_text("1.40 kWh")
-    expect(dashboard.locator("svg.sparkline polyline")).to_have_count(1)
+    # The complete days solid, today dashed to its projection.
+    expect(dashboard.locator("svg.sparkline polyline:not(.projection)")).to_have_count(1)
+    expect(dashboard.locator("svg.sparkline polyline.projection")).to_have_count(1)
 
     dashboard.get_by_role("link", name="Day chart →").click()
     expect(page).to_have_url(re.compile(f"/monitor/devices/{device_id}$"))
