@@ -7,14 +7,17 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from common.auth import Identity
-from support import canned, ratings, stats, transcript
+from support import canned, notes, ratings, stats, transcript
 from support.assignment import like_pattern
 from tests.strategies import texts
 
+# These parsers are small and their inputs simple: fewer examples than the suite's 500 keep
+# this module's time down (about a second each).
+FUZZ = settings(max_examples=150)
 VALUES = {"client_name": "Alice {Martin}", "client_first_name": "Alice", "admin_name": "Ada"}
 
 
@@ -54,6 +57,7 @@ def test_title_and_text_are_required_and_limited():
                                                      "the text has 2001 characters, the limit is 2000"]
 
 
+@FUZZ
 @given(title=texts, text=st.one_of(texts, st.text(st.sampled_from("{}ab_:!. client_name"), max_size=40)))
 @example(title="t", text="{client_name}")
 @example(title="t", text="\ud800")
@@ -64,6 +68,7 @@ def test_any_canned_text_is_refused_with_reasons_or_fills_like_format(title, tex
         assert canned.fill(text, VALUES) == text.format_map(VALUES)
 
 
+@FUZZ
 @given(stars=st.one_of(st.none(), texts, st.integers()), comment=st.one_of(st.none(), texts))
 @example(stars="5", comment="Great")
 @example(stars=" 3 ", comment="\ud800")
@@ -88,6 +93,7 @@ def test_a_rating_needs_one_to_five_stars_and_a_short_comment():
         ratings.parse_rating("3", "x" * 1001)
 
 
+@FUZZ
 @given(text=texts)
 @example(text="50%_off\\")
 def test_a_search_pattern_takes_like_wildcards_literally(text):
@@ -155,3 +161,15 @@ def test_a_transcript_states_its_zone_and_keeps_text_as_typed():
                                      "Times are in Asia/Tokyo."]
     assert "[2026-12-02 08:30:00 +0900] Alice (client):\n  Hello <script>\n  second line\n" in text
     assert "[2026-12-02 08:31:05 +0900] bot (bot):\n  Hi\n" in text
+
+
+@FUZZ
+@given(raw=texts)
+@example(raw="   ")
+@example(raw="x" * 2001)
+def test_any_note_text_is_kept_trimmed_or_refused_with_a_reason(raw):
+    body, error = notes.clean_note(raw)
+    assert body == raw.strip()
+    assert error is None or (isinstance(error, str) and error)
+    if error is None:
+        assert 0 < len(body) <= 2000
