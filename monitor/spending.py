@@ -50,7 +50,9 @@ def chart_costs(connection: Connection, device_id: str, view: str, day: date, zo
                                 since)
         days = [date.fromordinal(ordinal) for ordinal in range(first.toordinal(), last.toordinal() + 1)]
         bar_costs = costs_by_day(book, stored, days, zone)
-    return {"bar_costs": bar_costs, "total_cost": total_cost(book, stored)}
+    # The bars cover the period's hours exactly once: their exact costs add up to the period's.
+    total = Money(sum((bar.amount for bar in bar_costs), ZERO), book.currency)
+    return {"bar_costs": bar_costs, "total_cost": total}
 
 
 def month_start(day: date, zone: ZoneInfo):

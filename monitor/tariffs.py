@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
@@ -97,18 +98,28 @@ class Tariff:
     bands: tuple[Band, ...] = ()
     id: int | None = None
 
-    @property
+    @cached_property
     def starts_at(self) -> datetime:
         """Return the aware UTC instant of local midnight at the start date."""
         return datetime.combine(self.valid_from, time(0), tzinfo=self.zone).astimezone(UTC)
 
+    @cached_property
+    def _weekly_prices(self) -> tuple[Decimal, ...]:
+        """Return the price of each local hour of the week (Monday 00:00 first): a year is priced in
+        one look-up per hour instead of a walk through the bands."""
+        week = [self.base_price] * (7 * 24)
+        for band in self.bands:
+            for day in band.weekdays:
+                week[day * 24 + band.start_hour:day * 24 + band.end_hour] = \
+                    [band.price] * (band.end_hour - band.start_hour)
+        return tuple(week)
+
     def price_at(self, hour: datetime) -> Decimal:
         """Return the price per kWh of the hour starting at the aware `hour`."""
+        if not self.bands:
+            return self.base_price
         local = hour.astimezone(self.zone)
-        for band in self.bands:
-            if band.covers(local):
-                return band.price
-        return self.base_price
+        return self._weekly_prices[local.weekday() * 24 + local.hour]
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,10 @@ class TariffBook:
     def __post_init__(self):
         object.__setattr__(self, "tariffs", tuple(sorted(self.tariffs, key=lambda t: t.starts_at)))
 
+    @cached_property
+    def _starts(self) -> tuple[datetime, ...]:
+        return tuple(tariff.starts_at for tariff in self.tariffs)
+
     @property
     def currency(self) -> str | None:
         """Return the currency of every tariff (they share one), or None when there is none."""
@@ -127,8 +142,7 @@ class TariffBook:
 
     def in_force(self, hour: datetime) -> Tariff | None:
         """Return the latest tariff starting at or before the aware `hour`, or None."""
-        starts = [tariff.starts_at for tariff in self.tariffs]
-        index = bisect.bisect_right(starts, hour)
+        index = bisect.bisect_right(self._starts, hour)
         return self.tariffs[index - 1] if index else None
 
     def price_at(self, hour: datetime) -> Decimal | None:

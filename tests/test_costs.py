@@ -143,7 +143,11 @@ def test_the_hourly_costs_add_up_to_the_total_and_to_the_days(book, consumption)
     for hour, kwh in stored.items():
         tariff = book.in_force(hour)
         assert tariff is None or tariff.starts_at <= hour
-        assert hourly_costs(book, {hour: kwh})[hour] == (kwh * tariff.price_at(hour) if tariff else 0)
+        # The price is the first band covering the hour's local start, else the base price.
+        local = hour.astimezone(tariff.zone) if tariff else None
+        price = next((band.price for band in tariff.bands if band.covers(local)), tariff.base_price) \
+            if tariff else 0
+        assert hourly_costs(book, {hour: kwh})[hour] == kwh * price
 
 
 # --- the administrator's form ---
