@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from common.amqp import take_all
+from tests.processes import free_port
 
 WAIT_SECONDS = 5.0
 LOOK_EVERY_SECONDS = 0.1
@@ -17,3 +20,10 @@ def take_when_there(connection, queue: str) -> list[tuple]:
             return taken
         connection.sleep(LOOK_EVERY_SECONDS)
     return []
+
+
+def with_dead_broker_first(amqp_url: str) -> str:
+    """Return `amqp_url` listing first a broker on a closed port, then the real one."""
+    parts = urlsplit(amqp_url)
+    credentials, _at, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{credentials}@127.0.0.1:{free_port()},{host}").geturl()

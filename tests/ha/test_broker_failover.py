@@ -10,7 +10,6 @@ import json
 import queue
 import secrets
 import threading
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -26,19 +25,11 @@ from common.topology import (
 )
 from notifier.alerts import AlertBridge
 from simulator.publisher import ConfirmedBurstPublisher
-from tests.ha.messages import take_when_there
+from tests.ha.brokers import take_when_there, with_dead_broker_first
 from tests.isolation import own_vhost
-from tests.processes import free_port
 
 # A broker host that no resolver knows (RFC 2606): the first address of the list, dead.
 UNKNOWN_HOST = "broker-gone.invalid"
-
-
-def with_dead_broker_first(amqp_url: str) -> str:
-    """Return `amqp_url` listing first a broker on a closed port, then the real one."""
-    parts = urlsplit(amqp_url)
-    credentials, _at, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{credentials}@127.0.0.1:{free_port()},{host}").geturl()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from common.topology import (
     shared_queues,
 )
 from migrations.broker import upgrade_broker
-from tests.ha.messages import take_when_there
+from tests.ha.brokers import take_when_there
 from tests.isolation import own_vhost
 
 READINGS_LIMIT = 5
