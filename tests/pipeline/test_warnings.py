@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from balancer.strategies import StableHash
 from common.amqp import connect
@@ -52,6 +54,22 @@ def test_the_projection_warns_only_when_the_hour_is_known_enough_and_heads_over(
                                                                                  expected):
     crossing = projected_crossing(Decimal(total), Decimal("0.5"), HOUR, epoch_ms(at(minutes)), readings, RULE)
     assert crossing == expected
+
+
+kwh = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("100000"), places=6)
+
+
+@given(total=kwh, limit=kwh, elapsed_ms=st.integers(-HOUR_MS, 2 * HOUR_MS), readings=st.integers(0, 10_000))
+def test_a_projected_crossing_lies_ahead_within_the_hour_and_only_for_an_hour_within_its_limit(
+        total, limit, elapsed_ms, readings):
+    latest_ms = epoch_ms(HOUR) + elapsed_ms
+    crossing = projected_crossing(total, limit, HOUR, latest_ms, readings, RULE)
+    if crossing is None:
+        return
+    assert total <= limit and readings >= RULE.min_readings and elapsed_ms >= RULE.min_minutes * 60_000
+    assert HOUR <= crossing < HOUR + timedelta(hours=1)
+    assert epoch_ms(crossing) >= latest_ms // 1000 * 1000  # not before the newest reading
+    assert total * HOUR_MS / elapsed_ms > limit  # the hour's projection is over the limit
 
 
 # --- storing readings (the replica's transaction) on the real MariaDB ---
