@@ -41,6 +41,16 @@ def known_admins() -> list[KnownUser]:
                                    .order_by(KnownUser.name, KnownUser.user_id)))
 
 
+def remember_admin(admin: Identity) -> None:
+    """Record that this user is an administrator, when support knew them from before roles were kept.
+
+    Their verified token says so; from then on colleagues can assign conversations to them.
+    The caller commits.
+    """
+    db.session.execute(sa.update(KnownUser).values(role="admin")
+                       .where(KnownUser.user_id == admin.user_id, KnownUser.role.is_(None)))
+
+
 def assign_to(conversation: Conversation, admin_id: int) -> Identity:
     """Assign the conversation to the known administrator `admin_id`; raise LookupError if there is none."""
     admin = db.session.get(KnownUser, admin_id)

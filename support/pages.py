@@ -60,6 +60,8 @@ def earlier_messages(conversation_id: int):
 def inbox():
     """Render the admin support inbox, with one conversation open when `?c=` is given."""
     admin = current_identity()
+    assignment.remember_admin(admin)
+    db.session.commit()
     selected = request.args.get("c", type=int)
     context = _conversation_context(admin, selected) if selected else {}
     return render_template("support/inbox.html", inbox=_inbox_page(), views=assignment.VIEWS,

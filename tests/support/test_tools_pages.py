@@ -43,7 +43,8 @@ def conversation_with(app, client_name: str, *bodies: tuple[str, str], state: st
     start = utcnow() - timedelta(minutes=minutes_ago)
     with app.app_context():
         conversation = Conversation(client_id=client_id, client_name=client_name, state=state,
-                                    last_message_at=start + timedelta(minutes=len(bodies)))
+                                    last_message_at=start + timedelta(minutes=len(bodies)),
+                                    waiting_since=start if state == "waiting" else None)
         db.session.add(conversation)
         db.session.flush()
         for number, (role, body) in enumerate(bodies):
@@ -250,3 +251,23 @@ def test_the_demo_history_fills_the_stats_page_with_charts(app, login):
     resolved = int(page.text.split('data-testid="resolved-total">')[1].split("<")[0])
     assert resolved >= 14
     assert "min" in page.text.split('data-testid="median-first-response">')[1].split("<")[0]
+
+
+def test_an_administrator_known_from_before_roles_becomes_assignable_once_they_open_the_inbox(app, login):
+    with app.app_context():
+        legacy_id = new_user_id()
+        db.session.add(KnownUser(user_id=legacy_id, name="Old Admin", role=None, last_sequence=1))
+        db.session.commit()
+    conversation = conversation_with(app, "Lena", ("client", "talk to a human"), state="waiting")
+    path = f"/support/conversations/{conversation.id}/assign"
+    admin = login("admin")
+    assert admin.post(path, data={"admin_id": str(legacy_id)}).status_code == 422
+    assert login("admin", user_id=legacy_id, name="Old Admin").get("/support/inbox").status_code == 200
+    assert admin.post(path, data={"admin_id": str(legacy_id)}).status_code == 200
+    # A client's token never makes anyone an administrator.
+    with app.app_context():
+        client_id = new_user_id()
+        db.session.add(KnownUser(user_id=client_id, name="Cleo", role=None, last_sequence=1))
+        db.session.commit()
+    assert login("client", user_id=client_id).get("/support/inbox").status_code == 403
+    assert admin.post(path, data={"admin_id": str(client_id)}).status_code == 422
