@@ -62,9 +62,11 @@ def init_pages(app: Flask) -> None:
     app.jinja_env.globals["viewer_timezone"] = viewer_timezone
 
     def error_page(error):
+        # Keep the exception's own headers: a 405 names the allowed methods in `Allow`.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
         if wants_json():
-            return {"error": error.description}, error.code
-        return render_template("error.html", error=error), error.code
+            return {"error": error.description}, error.code, headers
+        return render_template("error.html", error=error), error.code, headers
 
     for status in (400, 403, 404, 405, 409, 413, 422, 429):
         app.register_error_handler(status, error_page)

@@ -8,9 +8,11 @@ from common.auth import current_identity, login_required
 from support import bot, chat, presence, rules
 from support.chat import Rejected
 from support.extensions import db
-from support.views import accessible_conversation, broadcaster, change_state, parse_before
+from support.views import accessible_conversation, broadcaster, change_state, parse_before, parse_limit
 
 blueprint = Blueprint("support_api", __name__, url_prefix="/api/support")
+# Only the start of a longer text is tried against the rules.
+MAX_TRIED_TEXT = 2000
 
 
 @blueprint.get("/conversation")
@@ -42,9 +44,8 @@ def conversations():
 def messages(conversation_id: int):
     """Return a page of history before the `before` cursor (oldest first)."""
     conversation = accessible_conversation(current_identity(), conversation_id)
-    limit = request.args.get("limit", chat.HISTORY_PAGE, type=int)
     page, has_earlier = chat.history(conversation, before=parse_before(request.args.get("before")),
-                                     limit=limit)
+                                     limit=parse_limit(request.args.get("limit")))
     return jsonify(messages=[m.event() for m in page], has_earlier=has_earlier,
                    next_before=page[0].id if page and has_earlier else None)
 
@@ -55,9 +56,10 @@ def mark_read(conversation_id: int):
     """Mark the conversation read up to `message_id` (the HTTP twin of `chat:read`)."""
     reader = current_identity()
     conversation = accessible_conversation(reader, conversation_id)
-    payload = request.get_json(silent=True) or {}
+    payload = request.get_json(silent=True)
     try:
-        message_id = chat.positive_id(payload.get("message_id"), "message_id")
+        message_id = chat.positive_id(payload.get("message_id") if isinstance(payload, dict) else None,
+                                      "message_id")
         advanced = chat.mark_read(reader, conversation, message_id)
     except Rejected as error:
         db.session.rollback()
@@ -79,6 +81,9 @@ def conversation_action(conversation_id: int, action: str):
 @login_required(role="admin")
 def try_rules():
     """Return which rule would answer `text`."""
-    text = str((request.get_json(silent=True) or {}).get("text", ""))[:2000]
-    found = bot.match(text, rules.enabled_rules(), rules.vocabulary())
+    payload = request.get_json(silent=True)
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(text, str):
+        abort(400, description='the body must be a JSON object with "text", a string')
+    found = bot.match(text[:MAX_TRIED_TEXT], rules.enabled_rules(), rules.vocabulary())
     return jsonify(rule=found.rule.name if found else None, pattern=found.pattern if found else None)

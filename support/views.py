@@ -47,8 +47,18 @@ def parse_before(raw: str | None) -> int | None:
     """Return the `before` cursor of a history request, or 400."""
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        abort(400, description="before must be a message id")
+    try:
+        return chat.positive_id(raw, "before")
+    except chat.Rejected as error:
+        abort(400, description=str(error))
+
+
+def parse_limit(raw: str | None) -> int:
+    """Return the `limit` of a history request (chat.HISTORY_PAGE by default), or 400."""
+    if raw in (None, ""):
+        return chat.HISTORY_PAGE
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= chat.MAX_HISTORY_PAGE:
+        abort(400, description=f"limit must be a whole number from 1 to {chat.MAX_HISTORY_PAGE}")
     return int(raw)
 
 

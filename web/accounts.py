@@ -14,7 +14,7 @@ from common.logs import log_event
 from web.extensions import db
 from web.models import ROLE_ADMIN, ROLE_CLIENT, Device, RefreshToken, User, utcnow
 from web.outbox import record_event
-from web.validation import ValidationError, validate_new_user, validate_user_changes
+from web.validation import ConflictingInput, validate_new_user, validate_user_changes
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -48,7 +48,7 @@ def create_user(data, hasher: PasswordHasher) -> User:
     """Create a user from raw input and record `user.created`; raise ValidationError."""
     fields = validate_new_user(data)
     if find_by_email(fields["email"]) is not None:
-        raise ValidationError({"email": "a user with this e-mail already exists"})
+        raise ConflictingInput({"email": "a user with this e-mail already exists"})
     user = User(email=fields["email"], name=fields["name"], role=fields["role"],
                 password_hash=hasher.hash(fields["password"]))
     db.session.add(user)
@@ -56,7 +56,7 @@ def create_user(data, hasher: PasswordHasher) -> User:
         db.session.flush()
     except IntegrityError as error:  # the same e-mail registered at the same moment
         db.session.rollback()
-        raise ValidationError({"email": "a user with this e-mail already exists"}) from error
+        raise ConflictingInput({"email": "a user with this e-mail already exists"}) from error
     record_event("user.created", user=user)
     db.session.commit()
     log_event(logger, "user.created", user_id=user.id, role=user.role)

@@ -11,7 +11,7 @@ from web.accounts import PAGE_SIZE, RuleViolation
 from web.extensions import db
 from web.models import ROLE_CLIENT, Device, User
 from web.outbox import record_event
-from web.validation import ValidationError, parse_owner_id, validate_device
+from web.validation import ConflictingInput, ValidationError, parse_owner_id, validate_device
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ def _owner(owner_id: int | None) -> User | None:
     # Locking the owner keeps a concurrent deletion of that user from slipping in between.
     owner = db.session.scalar(select(User).where(User.id == owner_id).with_for_update())
     if owner is None:
-        raise ValidationError({"user_id": f"there is no user {owner_id}"})
+        raise ConflictingInput({"user_id": f"there is no user {owner_id}"})
     if owner.role != ROLE_CLIENT:
-        raise ValidationError({"user_id": "devices can only be assigned to clients"})
+        raise ConflictingInput({"user_id": "devices can only be assigned to clients"})
     return owner
 
 

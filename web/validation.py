@@ -34,6 +34,13 @@ class ValidationError(ValueError):
         self.errors = errors
 
 
+class ConflictingInput(ValidationError):
+    """Well-formed input that what is stored refuses: an e-mail already taken, an owner who is no client.
+
+    The forms show it as any field error; the JSON API answers 409 (the input itself is valid).
+    """
+
+
 def clean_text(value, label: str, max_length: int, required: bool = True) -> str:
     """Return `value` stripped; raise ValueError if missing, not text or too long."""
     if value is None:
@@ -127,7 +134,7 @@ def validate_new_user(data: Mapping) -> dict:
     return _collect(data, {
         "email": clean_email,
         "name": lambda v: clean_text(v, "name", NAME_MAX),
-        "role": lambda v: clean_role(v or ROLE_CLIENT),
+        "role": lambda v: clean_role(ROLE_CLIENT if v is None else v),
         "password": clean_password,
     }, partial=False)
 
@@ -135,7 +142,7 @@ def validate_new_user(data: Mapping) -> dict:
 def validate_user_changes(data: Mapping) -> dict:
     """Return the clean fields of a user edit; an empty password means "keep it"."""
     changes = dict(data)
-    if not changes.get("password"):
+    if changes.get("password") in (None, ""):
         changes.pop("password", None)
     return _collect(changes, {
         "name": lambda v: clean_text(v, "name", NAME_MAX),

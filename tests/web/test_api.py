@@ -6,6 +6,7 @@ import re
 import pytest
 
 from tests.web.conftest import api_token, outbox_events, snapshot
+from web.openapi import gateway_document
 from web.views.api import route_document
 
 UNKNOWN_DEVICE = "0b6d5c7e-8a4f-4c1e-9d5b-2f6a7e8b9c01"
@@ -117,7 +118,7 @@ BAD_DEVICES = [
     ({"name": "X", "max_hourly_kwh": True}, "max_hourly_kwh"),
     ({"name": "X"}, "max_hourly_kwh"),
     ({"name": "X", "max_hourly_kwh": 1, "owner_id": "abc"}, "user_id"),
-    ({"name": "X", "max_hourly_kwh": 1, "owner_id": 999999}, "user_id"),
+    ({"name": "X", "max_hourly_kwh": 1, "colour": "red"}, "colour"),  # no field but the documented ones
 ]
 
 
@@ -130,6 +131,16 @@ def test_bad_device_gets_422_naming_the_field_and_changes_nothing(app, admin_api
     if field in body:  # an edit only checks the fields it sends
         edited = call(app, "PUT", f"/api/devices/{existing}", admin_api, body)
         assert edited.status_code == 422 and field in edited.json["fields"]
+    assert snapshot(app) == before
+
+
+def test_a_device_for_a_user_who_cannot_own_it_gets_409_and_changes_nothing(app, admin_api, admin):
+    """Well-formed input that stored data refuses is a conflict, not a malformed request."""
+    before = snapshot(app)
+    for owner in (999999, admin.id):  # nobody, and an administrator
+        body = {"name": "X", "max_hourly_kwh": 1, "owner_id": owner}
+        created = call(app, "POST", "/api/devices", admin_api, body)
+        assert created.status_code == 409 and "user_id" in created.json["fields"], created.json
     assert snapshot(app) == before
 
 
@@ -221,8 +232,9 @@ def openapi_path(rule: str) -> str:
 
 
 def test_every_api_route_is_in_the_openapi_document(app):
-    document = app.test_client().get("/api/openapi.json").json
-    assert document == route_document() and document["openapi"].startswith("3.")
+    served = app.test_client().get("/api/openapi.json").json
+    assert served == gateway_document() and served["openapi"].startswith("3.")
+    document = route_document()  # the portal's own part of it (tests/test_openapi.py: the others)
     routes = {
         (openapi_path(rule.rule), method.lower())
         for rule in app.url_map.iter_rules()

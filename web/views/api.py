@@ -21,11 +21,17 @@ from web.inventory import (
     update_device,
 )
 from web.models import Device, User
-from web.validation import ValidationError, parse_page
+from web.openapi import gateway_document
+from web.validation import ConflictingInput, ValidationError
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
 API_PAGE_SIZE = 100
+MAX_PAGE = 100_000
+# What each body may hold (web/openapi.json: additionalProperties false); anything else is a 422.
+NEW_USER_FIELDS = ("email", "name", "role", "password")
+USER_CHANGE_FIELDS = ("name", "role", "password")
+DEVICE_FIELDS = ("name", "description", "address", "max_hourly_kwh")
 
 
 class BadRequest(Exception):
@@ -37,6 +43,13 @@ def invalid_input(error: ValidationError):
     """Answer bad input with 422 and one message per field."""
     db.session.rollback()
     return jsonify(error="invalid input", fields=error.errors), 422
+
+
+@blueprint.errorhandler(ConflictingInput)
+def conflicting_input(error: ConflictingInput):
+    """Answer valid input that stored data refuses with 409 and one message per field."""
+    db.session.rollback()
+    return jsonify(error="conflict", fields=error.errors), 409
 
 
 @blueprint.errorhandler(RuleViolation)
@@ -52,12 +65,27 @@ def bad_request(error: BadRequest):
     return jsonify(error=str(error)), 400
 
 
-def json_body() -> dict:
-    """Return the request's JSON object, or raise BadRequest."""
+def json_body(fields: tuple[str, ...] | None = None) -> dict:
+    """Return the request's JSON object, or raise BadRequest; with `fields`, refuse any other key (422)."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object (Content-Type: application/json)")
+    unknown = sorted(set(body) - set(fields)) if fields is not None else []
+    if unknown:
+        raise ValidationError({name[:100]: "unknown field" for name in unknown[:10]})
     return body
+
+
+def page_argument() -> int:
+    """Return `?page=` (1 when absent or empty); 400 unless a whole number from 1 to MAX_PAGE."""
+    value = request.args.get("page", "")
+    if value == "":
+        return 1
+    # isdigit() alone also takes "²"; the length keeps int() from ever seeing a huge string.
+    if not (value.isascii() and value.isdigit() and len(value) <= len(str(MAX_PAGE))) \
+            or not 1 <= int(value) <= MAX_PAGE:
+        raise BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}")
+    return int(value)
 
 
 def user_json(user: User) -> dict:
@@ -81,8 +109,8 @@ def page_json(listing, render) -> dict:
 
 @blueprint.get("/openapi.json")
 def openapi():
-    """Serve the API description."""
-    return current_app.response_class(OPENAPI_PATH.read_text(), mimetype="application/json")
+    """Serve the description of every JSON route behind the gateway (web/openapi.py)."""
+    return jsonify(gateway_document())
 
 
 @blueprint.get("/me")
@@ -99,7 +127,7 @@ def me():
 @login_required(role="admin")
 def list_users():
     """List users (search with `q`, page with `page`)."""
-    listing = search_users(request.args.get("q", ""), parse_page(request.args.get("page")), API_PAGE_SIZE)
+    listing = search_users(request.args.get("q", ""), page_argument(), API_PAGE_SIZE)
     return jsonify(page_json(listing, user_json))
 
 
@@ -107,7 +135,7 @@ def list_users():
 @login_required(role="admin")
 def add_user():
     """Create a user."""
-    user = create_user(json_body(), current_app.extensions["ems_password_hasher"])
+    user = create_user(json_body(NEW_USER_FIELDS), current_app.extensions["ems_password_hasher"])
     return jsonify(user_json(user)), 201
 
 
@@ -123,7 +151,7 @@ def get_user(user_id: int):
 def change_user(user_id: int):
     """Change a user's name, role or password."""
     user = db.get_or_404(User, user_id)
-    body = json_body()
+    body = json_body(USER_CHANGE_FIELDS)
     update_user(user, body, current_identity(), current_app.extensions["ems_password_hasher"])
     return jsonify(user_json(user))
 
@@ -142,8 +170,7 @@ def list_devices():
     """List devices: every device for an administrator, only their own for a client."""
     identity = current_identity()
     owner = None if identity.is_admin else identity.user_id
-    listing = search_devices(request.args.get("q", ""), parse_page(request.args.get("page")),
-                             API_PAGE_SIZE, owner_id=owner)
+    listing = search_devices(request.args.get("q", ""), page_argument(), API_PAGE_SIZE, owner_id=owner)
     return jsonify(page_json(listing, device_json))
 
 
@@ -151,7 +178,7 @@ def list_devices():
 @login_required(role="admin")
 def add_device():
     """Create a device (optionally with `owner_id`)."""
-    return jsonify(device_json(create_device(json_body()))), 201
+    return jsonify(device_json(create_device(json_body((*DEVICE_FIELDS, "owner_id"))))), 201
 
 
 @blueprint.get("/devices/<uuid:device_id>")
@@ -170,7 +197,7 @@ def get_device(device_id):
 def change_device(device_id):
     """Change a device's name, description, address or limit."""
     device = db.get_or_404(Device, str(device_id))
-    return jsonify(device_json(update_device(device, json_body())))
+    return jsonify(device_json(update_device(device, json_body(DEVICE_FIELDS))))
 
 
 @blueprint.delete("/devices/<uuid:device_id>")
