@@ -44,9 +44,9 @@ logger = logging.getLogger(__name__)
 PRECONDITION_FAILED = 406
 NOT_FOUND = 404
 HOLDING_SUFFIX = ".upgrade"
-# Messages handed to the mover ahead of the one it copies, and how long a silence means empty.
+# Messages handed to the mover ahead of the one it copies, and how long it waits for one.
 MOVE_PREFETCH = 100
-MOVE_IDLE_SECONDS = 0.5
+MOVE_WAIT_SECONDS = 5.0
 
 
 class BrokerUpgradeError(RuntimeError):
@@ -178,16 +178,20 @@ def _delete_empty_unbound(channel, name: str) -> None:
 
 
 def _move(channel, source: str, target: str) -> int:
-    """Move every message of `source` to `target` in order, keeping its properties; return how many.
+    """Move every message of `source` (unbound: no more arrive) to `target` in order, keeping
+    its properties; return how many.
 
     Each copy is confirmed by the broker before its original is acked. Taken by a
     consumer, not `basic_get`: a quorum queue with a single active consumer refuses gets.
     """
+    waiting = channel.queue_declare(source, passive=True).method.message_count
+    if not waiting:
+        return 0
     moved = 0
     channel.basic_qos(prefetch_count=MOVE_PREFETCH)
     try:
-        for method, properties, body in channel.consume(source, inactivity_timeout=MOVE_IDLE_SECONDS):
-            if method is None:  # nothing came for a while: the queue is empty
+        for method, properties, body in channel.consume(source, inactivity_timeout=MOVE_WAIT_SECONDS):
+            if method is None:  # the broker counted a message it no longer holds
                 return moved
             try:
                 channel.basic_publish("", target, body, properties, mandatory=True)
@@ -196,6 +200,8 @@ def _move(channel, source: str, target: str) -> int:
                 raise
             channel.basic_ack(method.delivery_tag)
             moved += 1
+            if moved == waiting:
+                return moved
     finally:
         # Deliveries not yet taken (prefetched behind a refused one) go back to `source`.
         channel.cancel()

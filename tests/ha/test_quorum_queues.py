@@ -45,11 +45,24 @@ def broker_settings(settings, amqp_url: str, queue_type: str):
                                dead_letters_max_length=DEAD_LETTERS_LIMIT)
 
 
-@pytest.fixture
-def quorum(settings):
-    """Give a test settings declaring quorum queues, on a virtual host of its own."""
+@pytest.fixture(scope="module")
+def quorum_vhost(settings):
+    """Give the tests settings declaring quorum queues, on a virtual host of their own."""
     with own_vhost("quorum-" + secrets.token_hex(3)) as amqp_url:
         yield broker_settings(settings, amqp_url, "quorum")
+
+
+@pytest.fixture
+def quorum(quorum_vhost):
+    """Give a test the quorum settings with the topology declared and its bounded queues empty."""
+    connection = connect(quorum_vhost)
+    try:
+        channel = connection.channel()
+        for name in (READINGS_QUEUE, DEAD_LETTERS_QUEUE):
+            channel.queue_purge(name)
+    finally:
+        connection.close()
+    return quorum_vhost
 
 
 def queue_types(amqp_url: str) -> dict[str, str]:
