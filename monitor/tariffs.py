@@ -121,6 +121,10 @@ class Tariff:
         local = hour.astimezone(self.zone)
         return self._weekly_prices[local.weekday() * 24 + local.hour]
 
+    def price_at_local(self, weekday: int, hour: int) -> Decimal:
+        """Return the price per kWh of a local hour of the week (Monday = 0)."""
+        return self._weekly_prices[weekday * 24 + hour]
+
 
 @dataclass(frozen=True)
 class TariffBook:

@@ -121,7 +121,7 @@ def export_csv(device_id: str):
 @blueprint.get("/summary")
 @login_required()
 def summary():
-    """Return the viewer's devices with today's and yesterday's totals and their latest alert."""
+    """Return the viewer's devices with today's and yesterday's totals, costs and their latest alert."""
     viewer, zone = current_identity(), viewer_timezone()
     day = today(zone)
     items = []
@@ -132,7 +132,7 @@ def summary():
                                   visible_since(device))
             month = hourly_between(connection, device.id, month_start(day, zone), day_bounds(day, zone)[1],
                                    visible_since(device))
-            spent = today_and_month(tariffs, month, day, zone)
+            spent = today_and_month(connection, device.id, tariffs, month, day, zone, visible_since(device))
             latest = alert_inbox.latest_alert(connection, viewer, device.id)
             items.append({"id": device.id, "name": device.name, "limit_kwh": float(device.max_hourly_kwh),
                           "today_kwh": float(totals[1].kwh), "yesterday_kwh": float(totals[0].kwh),

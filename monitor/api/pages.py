@@ -188,7 +188,7 @@ def device_cards(connection, devices) -> list[dict]:
                                          projected_day_total(stored, day, zone, now, TREND_DAYS - 1)),
                       "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
                       "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id),
-                      **today_and_month(tariffs, stored, day, zone)})
+                      **today_and_month(connection, device.id, tariffs, stored, day, zone, since)})
     return cards
 
 

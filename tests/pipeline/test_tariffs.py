@@ -12,10 +12,13 @@ from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
+from sqlalchemy import text
 
 from common.auth import ACCESS_COOKIE, CSRF_HEADER, Identity, mint_access_token
-from monitor.consumption import day_hours
-from monitor.tariffs import load_tariffs, seed_demo_tariff
+from monitor.consumption import day_hours, hourly_between, local_midnight_utc, month_starts
+from monitor.costs import costs_by_month
+from monitor.spending import year_costs
+from monitor.tariffs import DEMO_TARIFF, Band, Tariff, TariffBook, load_tariffs, seed_demo_tariff
 
 CLIENT = Identity(15, "client", "Carla")
 ADMIN = Identity(1, "admin", "Ada")
@@ -204,3 +207,28 @@ def test_the_demo_tariff_is_stored_once_and_prices_a_weekday_evening_at_its_peak
         book = load_tariffs(connection)
     assert len(book.tariffs) == 1 and book.currency == "RON"
     assert book.price_at(datetime(2026, 12, 2, 16, tzinfo=UTC)) == Decimal("1.12")  # 18:00 in Bucharest
+
+
+@pytest.mark.parametrize("viewer_zone", ["Europe/Bucharest", "America/New_York", "Asia/Kolkata",
+                                         "Asia/Kathmandu", "UTC"])
+def test_the_year_summed_by_the_database_costs_what_its_hours_cost_one_by_one(sql, app, no_tariffs,
+                                                                               viewer_zone):
+    zone = ZoneInfo(viewer_zone)
+    # Every 5th hour of 2026 and around it, in varied amounts; two tariffs in two zones, one from
+    # a Kolkata midnight (18:30 UTC) in mid-year, both with bands.
+    first, last = local_midnight_utc(date(2026, 1, 1), zone), local_midnight_utc(date(2027, 1, 1), zone)
+    hours = [first - timedelta(hours=30) + timedelta(hours=5 * n) for n in range(1800)]
+    device = client_device(sql, [], "0")
+    with app.extensions["monitor_engine"].begin() as connection:
+        connection.execute(text("INSERT INTO hourly_consumption VALUES (:id, :hour, :kwh)"),
+                           [{"id": device, "hour": hour.replace(tzinfo=None),
+                             "kwh": f"{n % 13}.{(n * 7919) % 1000000:06d}"} for n, hour in enumerate(hours)])
+    kolkata = Tariff("Later", "RON", ZoneInfo("Asia/Kolkata"), date(2026, 6, 17), Decimal("0.9"),
+                     (Band("Evening", frozenset({0, 2, 4, 6}), 18, 23, Decimal("1.733333")),))
+    book = TariffBook((DEMO_TARIFF, kolkata))
+    with app.extensions["monitor_engine"].connect() as connection:
+        by_database = year_costs(connection, device, 2026, zone, book)
+        stored = hourly_between(connection, device, first, last)
+    one_by_one = costs_by_month(book, stored, month_starts(2026)[:12], zone)
+    assert [money.amount for money in by_database] == [money.amount for money in one_by_one]
+    assert sum(money.amount for money in by_database) > 0
