@@ -109,7 +109,7 @@ def load_episodes(since: datetime) -> list[Episode]:
     """Return the episodes resolved or opened since `since` (naive UTC), the open ones included."""
     resolved = db.session.execute(sa.select(
         Resolution.opened_at, Resolution.resolved_at, Resolution.first_response_at, Resolution.bot_only,
-        Resolution.rating).where(sa.or_(Resolution.resolved_at >= since, Resolution.opened_at >= since)))
+        Resolution.rating).where(Resolution.resolved_at >= since))  # those opened since are resolved since
     episodes = [Episode(*row) for row in resolved]
     last_resolved = (sa.select(sa.func.max(Resolution.resolved_at))
                      .where(Resolution.conversation_id == Conversation.id)

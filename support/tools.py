@@ -8,7 +8,7 @@ sends the CSRF header (static/js/ems.js).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
@@ -136,8 +136,7 @@ def stats_page():
     zone = viewer_timezone()
     days = stats.window(datetime.now(zone).date())
     since = datetime.combine(days[0], time(), zone).astimezone(UTC).replace(tzinfo=None)
-    # Episodes resolved in the window may have opened before it: read a week more of openings.
-    summary = stats.summarize(stats.load_episodes(since - timedelta(days=7)), days, zone)
+    summary = stats.summarize(stats.load_episodes(since), days, zone)
     return render_template("support/stats.html", summary=summary, charts=stats.charts(summary), zone=zone)
 
 
