@@ -103,17 +103,19 @@ def period_costs(connection: Connection, device_id: str, bounds: list[datetime],
         "AND hour_start < :end GROUP BY piece, WEEKDAY(hour_start), HOUR(hour_start)"),
         {"device_id": device_id, "start": visible_start(start, since), "end": utc_naive(end),
          **{f"c{n}": _as_number(utc_naive(pieces[n])) for n in range(1, len(pieces))}})
+    # Per piece (a few dozen): its period, its tariff and the UTC offset of the tariff's zone.
+    rules = []
+    for piece_start in pieces:
+        tariff = book.in_force(piece_start)
+        shift = int(piece_start.astimezone(tariff.zone).utcoffset().total_seconds()) // 60 if tariff else 0
+        rules.append((bisect.bisect_right(bounds, piece_start) - 1, tariff, shift))
     sums = [ZERO] * (len(bounds) - 1)
     for piece, weekday, hour, kwh in rows:
-        piece_start = pieces[min(piece, len(pieces) - 1)]
-        tariff = book.in_force(piece_start)
-        if tariff is None:
-            continue
-        # One offset holds for the whole piece: shift the UTC hour of the week to the local one.
-        shift = int(piece_start.astimezone(tariff.zone).utcoffset().total_seconds()) // 60
-        local = ((weekday * 24 + hour) * 60 + shift) % (7 * 24 * 60)
-        price = tariff.price_at_local(local // (24 * 60), local % (24 * 60) // 60)
-        sums[bisect.bisect_right(bounds, piece_start) - 1] += kwh * price
+        period, tariff, shift = rules[min(piece, len(pieces) - 1)]
+        if tariff is not None:
+            # One offset holds for the whole piece: shift the UTC hour of the week to the local one.
+            local = ((weekday * 24 + hour) * 60 + shift) % (7 * 24 * 60)
+            sums[period] += kwh * tariff.price_at_local(local // (24 * 60), local % (24 * 60) // 60)
     return [Money(amount, book.currency) for amount in sums]
 
 
