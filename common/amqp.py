@@ -70,8 +70,9 @@ def broker_urls(amqp_url: str) -> list[str]:
         return [amqp_url]
     netloc, slash, path = rest.partition("/")
     credentials, at, hosts = netloc.rpartition("@")
-    return [f"{scheme}://{credentials}{at}{host.strip()}{slash}{path}"
-            for host in hosts.split(",") if host.strip()]
+    listed = [f"{scheme}://{credentials}{at}{host.strip()}{slash}{path}"
+              for host in hosts.split(",") if host.strip()]
+    return listed or [amqp_url]  # no host named: pika's default one
 
 
 def kombu_url(amqp_url: str) -> str:

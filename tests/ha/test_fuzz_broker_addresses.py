@@ -58,10 +58,11 @@ def test_a_broker_list_is_one_url_per_host_with_the_same_user_password_and_vhost
 @given(st.text(max_size=200))
 @example("amqp://")
 @example("amqp://@/")
+@example("amqp:///%2F")
 @example(",,,")
 def test_any_amqp_url_text_gives_a_list_of_urls(text):
     urls = broker_urls(text)
-    assert isinstance(urls, list) and all(isinstance(each, str) for each in urls)
+    assert urls and all(isinstance(each, str) for each in urls), "at least one broker, pika's default"
 
 
 @few_examples
