@@ -7,9 +7,12 @@ time, so a replica catching up on a backlog projects from the readings, not from
 its own clock). At that rate the total reaches the limit at
 `hour_start + elapsed × limit / total`; when that instant falls inside the hour
 (the projection for the whole hour is over the limit), the device gets a
-warning that carries it. Only after enough of the hour to mean something: at
-least `min_minutes` of data time and `min_readings` readings
-(EMS_WARNING_MIN_MINUTES, 10, and EMS_WARNING_MIN_READINGS, 3).
+warning. Only after enough of the hour to mean something: at least
+`min_minutes` of data time and `min_readings` readings (EMS_WARNING_MIN_MINUTES,
+10, and EMS_WARNING_MIN_READINGS, 3). The time the warning announces is when the
+total reaches the limit from the newest reading on, at the hour's average rate
+or, when the last ten minutes ran faster (a surge), at theirs: the average alone
+would announce about the hour's end for any consumption that rises gradually.
 
 A warning is a row of `alerts` with kind `warning`, written in the transaction
 that stored the readings and published by the same exactly-once sweep
@@ -20,7 +23,7 @@ that hour's alert (a limit raised after the alert could otherwise bring one).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,10 +39,11 @@ HOUR_MS = 3_600_000
 SELECT_RAISED = text(
     "SELECT device_id FROM alerts WHERE device_id IN :ids AND hour_start = :hour"
 ).bindparams(bindparam("ids", expanding=True))
+RECENT_MS = 10 * 60_000
 # The readings table's key starts with the timestamp: the hour's range, then the devices.
-SELECT_HOUR_SO_FAR = text(
-    "SELECT device_id, COUNT(*), MAX(timestamp_ms) FROM readings "
-    "WHERE timestamp_ms >= :start_ms AND timestamp_ms < :end_ms AND device_id IN :ids GROUP BY device_id"
+SELECT_HOUR_READINGS = text(
+    "SELECT device_id, timestamp_ms, kwh FROM readings "
+    "WHERE timestamp_ms >= :start_ms AND timestamp_ms < :end_ms AND device_id IN :ids"
 ).bindparams(bindparam("ids", expanding=True))
 # NOT EXISTS reads the latest committed alert (INSERT ... SELECT locks what it reads).
 INSERT_WARNING = text(
@@ -69,11 +73,12 @@ def _epoch_ms(moment: datetime) -> int:
 
 
 def projected_crossing(total: Decimal, limit: Decimal, hour: datetime, latest_ms: int, readings: int,
-                       rule: WarningRule) -> datetime | None:
+                       rule: WarningRule, recent_kwh: Decimal = Decimal(0)) -> datetime | None:
     """Return when the hour's total passes `limit` at its rate so far, or None if it warns of nothing.
 
-    `hour` is the hour's start (naive UTC), `latest_ms` the newest reading's time and
-    `readings` how many the hour has; the result is naive UTC, to the second.
+    `hour` is the hour's start (naive UTC), `latest_ms` the newest reading's time,
+    `readings` how many the hour has and `recent_kwh` what those of its last ten
+    minutes (up to `latest_ms`) add up to; the result is naive UTC, to the second.
     """
     if total <= 0 or total > limit or readings < rule.min_readings:
         return None
@@ -81,9 +86,10 @@ def projected_crossing(total: Decimal, limit: Decimal, hour: datetime, latest_ms
     elapsed_ms = latest_ms - hour_ms
     if elapsed_ms <= 0 or elapsed_ms < rule.min_minutes * 60_000:
         return None
-    crossing_ms = hour_ms + int(elapsed_ms * limit / total)
-    if crossing_ms >= hour_ms + HOUR_MS:
-        return None  # at this rate the hour ends within its limit
+    if elapsed_ms * limit / total >= HOUR_MS:
+        return None  # at the hour's average rate it ends within its limit
+    rate = max(total / elapsed_ms, recent_kwh / min(RECENT_MS, elapsed_ms))  # kWh per ms
+    crossing_ms = latest_ms + int((limit - total) / rate)
     return datetime.fromtimestamp(crossing_ms // 1000, tz=UTC).replace(tzinfo=None)
 
 
@@ -112,15 +118,23 @@ def raise_warnings(connection: Connection, totals: dict, devices: dict, stored: 
     if not candidates:
         return 0
     start_ms = _epoch_ms(running)
-    so_far = connection.execute(SELECT_HOUR_SO_FAR, {"ids": candidates, "start_ms": start_ms,
-                                                     "end_ms": start_ms + HOUR_MS}).all()
-    counts = Counter({device_id: count for device_id, count, _ in so_far})
-    latest = {device_id: max(newest, batch_latest[device_id]) for device_id, _, newest in so_far}
+    # The snapshot's readings with this transaction's own (all of the hour but what other
+    # replicas committed since the snapshot: those count from the next batch on).
+    hour_readings = connection.execute(SELECT_HOUR_READINGS, {"ids": candidates, "start_ms": start_ms,
+                                                              "end_ms": start_ms + HOUR_MS}).all()
+    counts = Counter(device_id for device_id, _, _ in hour_readings)
+    latest = dict(batch_latest)
+    for device_id, timestamp, _ in hour_readings:
+        latest[device_id] = max(timestamp, latest[device_id])
+    recent: dict[str, Decimal] = defaultdict(Decimal)
+    for device_id, timestamp, kwh in hour_readings:
+        if timestamp > latest[device_id] - RECENT_MS:
+            recent[device_id] += kwh
     warnings = []
     for device_id in candidates:
         device, total = devices[device_id], totals[(device_id, running)]
-        due_at = projected_crossing(total, device.max_hourly_kwh, running,
-                                    latest.get(device_id, batch_latest[device_id]), counts[device_id], rule)
+        due_at = projected_crossing(total, device.max_hourly_kwh, running, latest[device_id],
+                                    counts[device_id], rule, recent[device_id])
         if due_at is not None:
             warnings.append({"device_id": device_id, "hour_start": running, "owner_id": device.owner_id,
                              "device_name": device.name, "kwh": total, "limit_kwh": device.max_hourly_kwh,

@@ -30,8 +30,8 @@ RULE = WarningRule(min_minutes=10, min_readings=3)
 HOUR_MS = 3_600_000
 
 
-def at(minutes: float) -> datetime:
-    return HOUR + timedelta(minutes=minutes)
+def at(minutes: float, seconds: int = 0) -> datetime:
+    return HOUR + timedelta(minutes=minutes, seconds=seconds)
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -41,7 +41,7 @@ def epoch_ms(moment: datetime) -> int:
 # --- the rule ---
 
 @pytest.mark.parametrize(("total", "minutes", "readings", "expected"), [
-    ("0.3", 15, 3, at(25)),   # 1.2 kWh an hour: 0.5 kWh at 12:25
+    ("0.3", 15, 3, at(25)),   # 1.2 kWh an hour: 0.5 kWh at 12:25 (the last ten minutes as fast)
     ("0.1", 15, 3, None),     # 0.4 kWh an hour: within the limit
     ("0.25", 30, 6, None),    # exactly the limit at the hour's end is within it
     ("0.5", 20, 4, at(20)),   # at the limit already (equal is still fine): passes it now
@@ -52,18 +52,31 @@ def epoch_ms(moment: datetime) -> int:
 ])
 def test_the_projection_warns_only_when_the_hour_is_known_enough_and_heads_over(total, minutes, readings,
                                                                                  expected):
-    crossing = projected_crossing(Decimal(total), Decimal("0.5"), HOUR, epoch_ms(at(minutes)), readings, RULE)
+    recent = Decimal(total) * 10 / minutes if minutes >= 10 else Decimal(total)  # the hour's average pace
+    crossing = projected_crossing(Decimal(total), Decimal("0.5"), HOUR, epoch_ms(at(minutes)), readings, RULE,
+                                  recent)
+    assert crossing == expected
+
+
+@pytest.mark.parametrize(("recent", "expected"), [
+    ("0.1", at(33, 20)),  # slower of late than the hour's 0.015 kWh a minute: at the average, 12:33:20
+    ("0.2", at(30)),      # a surge: 0.02 kWh a minute over the last ten minutes, 0.2 kWh to go at 12:20
+])
+def test_the_announced_crossing_follows_the_last_ten_minutes_when_they_run_faster(recent, expected):
+    crossing = projected_crossing(Decimal("0.3"), Decimal("0.5"), HOUR, epoch_ms(at(20)), 4, RULE,
+                                  Decimal(recent))
     assert crossing == expected
 
 
 kwh = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("100000"), places=6)
 
 
-@given(total=kwh, limit=kwh, elapsed_ms=st.integers(-HOUR_MS, 2 * HOUR_MS), readings=st.integers(0, 10_000))
+@given(total=kwh, limit=kwh, elapsed_ms=st.integers(-HOUR_MS, 2 * HOUR_MS), readings=st.integers(0, 10_000),
+       recent=kwh)
 def test_a_projected_crossing_lies_ahead_within_the_hour_and_only_for_an_hour_within_its_limit(
-        total, limit, elapsed_ms, readings):
+        total, limit, elapsed_ms, readings, recent):
     latest_ms = epoch_ms(HOUR) + elapsed_ms
-    crossing = projected_crossing(total, limit, HOUR, latest_ms, readings, RULE)
+    crossing = projected_crossing(total, limit, HOUR, latest_ms, readings, RULE, min(recent, total))
     if crossing is None:
         return
     assert total <= limit and readings >= RULE.min_readings and elapsed_ms >= RULE.min_minutes * 60_000
@@ -102,6 +115,13 @@ def test_a_running_hour_heading_over_its_limit_warns_once_then_alerts(pipeline):
 
     assert (first.warnings, later.warnings, over.warnings, over.alerts) == (1, 0, 0, 1)
     assert kinds(pipeline, device_id) == [(WARNING, Decimal("0.3"), at(25)), (ALERT, Decimal("0.6"), None)]
+
+
+def test_a_surge_announces_the_crossing_at_the_pace_of_the_last_ten_minutes(pipeline):
+    device_id = device(pipeline)
+    store(pipeline, device_id, {5: 0.05, 10: 0.05, 15: 0.05, 20: 0.15}, now=at(20.5))
+    # 0.3 kWh by 12:20, 0.2 of it since 12:10: 0.2 kWh to go at 0.02 a minute.
+    assert kinds(pipeline, device_id) == [(WARNING, Decimal("0.3"), at(30))]
 
 
 def test_an_hour_that_goes_over_in_one_batch_gets_its_alert_and_no_warning(pipeline):
