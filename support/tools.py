@@ -113,6 +113,15 @@ def add_note(conversation_id: int):
                            notes=notes.notes_of(conversation))
 
 
+@blueprint.get("/conversations/<int:conversation_id>/ratings")
+@login_required(role="admin")
+def ratings_panel(conversation_id: int):
+    """Render the client's ratings of a conversation (reloaded when the client rates)."""
+    conversation = accessible_conversation(current_identity(), conversation_id)
+    return render_template("support/_ratings.html", conversation=conversation,
+                           resolutions=ratings.resolutions_of(conversation))
+
+
 # --- transcript -------------------------------------------------------------------------------
 
 @blueprint.get("/conversations/<int:conversation_id>/transcript")
@@ -166,4 +175,5 @@ def rate():
                                error=str(error)), error.status
     db.session.commit()
     log_event(logger, "support.conversation_rated", conversation_id=conversation.id, rating=resolution.rating)
+    broadcaster().emit("chat:rating", {"conversation_id": conversation.id}, [ADMINS_ROOM])
     return render_template("support/_rating.html", rating_due=None, thanked=True)

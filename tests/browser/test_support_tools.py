@@ -109,8 +109,7 @@ def test_an_administrator_answers_with_a_canned_reply_notes_assigns_and_the_clie
     expect(client.locator("#chat-widget #chat-rating")).to_have_count(1)  # the widget is back
     expect(client.locator("#chat-rating form")).to_have_count(0)
 
-    # The administrators see the rating beside the conversation.
-    admin.reload()
+    # The administrators see the rating beside the conversation, live.
     expect(admin.locator(".chat-rating-row .stars")).to_have_attribute("aria-label", "4 of 5 stars")
     expect(admin.locator(".chat-rating-comment")).to_have_text("Fast <i>and</i> kind")
 

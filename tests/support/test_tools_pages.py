@@ -78,7 +78,7 @@ def test_clients_reach_none_of_the_administrators_tools(app, login):
     for method, path in [("get", "/support/canned"), ("post", "/support/canned"), ("get", "/support/stats"),
                          ("get", base + "/canned"), ("get", base + "/notes"), ("post", base + "/notes"),
                          ("post", base + "/assign"), ("get", base + "/transcript"),
-                         ("get", "/support/inbox/list?view=resolved")]:
+                         ("get", base + "/ratings"), ("get", "/support/inbox/list?view=resolved")]:
         assert getattr(client, method)(path, data={"body": "x"}).status_code == 403, path
     # And administrators do not rate in a client's place.
     assert login("admin").post("/support/rating", data={"stars": "5"}).status_code == 403
@@ -217,6 +217,7 @@ def test_after_resolve_the_client_rates_once_and_administrators_see_it(app, logi
     assert stolen.status_code == 422
     pane = admin.get(f"/support/conversations/{conversation.id}", headers={"HX-Request": "true"}).text
     assert 'aria-label="4 of 5 stars"' in pane and "&lt;b&gt;quick&lt;/b&gt;" in pane
+    assert 'aria-label="4 of 5 stars"' in admin.get(f"/support/conversations/{conversation.id}/ratings").text
     # A second "Resolve" without new messages records no second episode.
     admin.post(f"/support/conversations/{conversation.id}/resolve")
     with app.app_context():

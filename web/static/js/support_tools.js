@@ -59,7 +59,10 @@
 
   function showPicker(field, start, filter, replies) {
     const needle = filter.toLowerCase();
-    const items = replies.filter((reply) => reply.title.toLowerCase().includes(needle));
+    // Titles that match first, then replies whose text does.
+    const byTitle = replies.filter((reply) => reply.title.toLowerCase().includes(needle));
+    const byText = replies.filter((reply) => !byTitle.includes(reply) && reply.text.toLowerCase().includes(needle));
+    const items = byTitle.concat(byText);
     closePicker();
     const list = element("ul", "canned-picker");
     list.setAttribute("role", "listbox");
@@ -132,6 +135,11 @@
     socket.on("chat:note", (note) => {
       const panel = document.getElementById("chat-notes-" + note.conversation_id);
       if (panel) htmx.trigger(panel, "notes-changed");
+    });
+    // The client rated: an open conversation shows the rating at once.
+    socket.on("chat:rating", (rating) => {
+      const panel = document.getElementById("chat-ratings-" + rating.conversation_id);
+      if (panel) htmx.trigger(panel, "ratings-changed");
     });
     // The client's conversation changed state: ask again whether a rating is due.
     socket.on("chat:conversation", () => {
