@@ -1,4 +1,4 @@
-"""A user's own preferences: time zone and browser notifications (the Profile page).
+"""A user's own account: name, time zone, browser notifications and password (the Profile page).
 
 The time zone is detected by the browser (static/js/timezone.js fills a hidden
 field of the sign-in and sign-up forms) and stored at the first sign-in; the
@@ -14,11 +14,15 @@ from collections.abc import Mapping
 from functools import lru_cache
 from zoneinfo import available_timezones
 
+from argon2 import PasswordHasher
+
 from common.logs import log_event
+from web.accounts import end_all_sessions
 from web.extensions import db
 from web.models import User
 from web.outbox import record_event
-from web.validation import ValidationError, clean_text
+from web.sessions import authenticate
+from web.validation import ValidationError, clean_password, clean_text
 
 logger = logging.getLogger(__name__)
 TIMEZONE_MAX = 64
@@ -70,3 +74,29 @@ def update_preferences(user: User, data: Mapping) -> User:
     db.session.commit()
     log_event(logger, "user.preferences", user_id=user.id, timezone=zone, notify_browser=user.notify_browser)
     return user
+
+
+def change_password(user: User, data: Mapping, hasher: PasswordHasher, client_address: str) -> None:
+    """Set a new password once the current one is given; end every session; raise ValidationError.
+
+    The current password is checked like a sign-in (web.sessions.authenticate), so
+    guessing it here counts against the same limits and raises TooManyAttempts.
+    The caller starts a new session for the browser that made the change.
+    """
+    errors = {}
+    if authenticate(user.email, data.get("current_password"), client_address) is None:
+        errors["current_password"] = "this is not your current password"  # noqa: S105 - a message
+    try:
+        new_password = clean_password(data.get("new_password"))
+    except ValueError as error:
+        errors["new_password"] = str(error)
+    else:
+        if data.get("new_password_confirm") != new_password:
+            errors["new_password_confirm"] = "the new passwords do not match"  # noqa: S105 - a message
+    if errors:
+        raise ValidationError(errors)
+    user.password_hash = hasher.hash(new_password)
+    db.session.flush()  # end_all_sessions reads the row again, locked
+    # Whoever knew the old password may hold a session: every one ends (the event tells the services).
+    end_all_sessions(user)
+    log_event(logger, "user.password_changed", user_id=user.id)

@@ -78,3 +78,38 @@ def test_an_unknown_zone_or_an_empty_name_is_refused_in_place(app, make_user):
     # Without the CSRF header a cookie-authenticated post is refused.
     assert browser.post("/profile/preferences", data={"name": "X", "timezone": "UTC"},
                         headers={"HX-Request": "true"}).status_code in (401, 403)
+
+
+# --- the password ---
+
+def test_changing_the_password_needs_the_current_one_and_ends_every_other_session(app, make_user):
+    erin = make_user("client", name="Erin")
+    laptop, phone = sign_in(app, erin), sign_in(app, erin)
+    refused = laptop.htmx("POST", "/profile/password", data={
+        "current_password": "not it at all", "new_password": "a new secret 123",
+        "new_password_confirm": "a new secret 123"})
+    assert refused.status_code == 422
+    assert "this is not your current password" in refused.get_data(as_text=True)
+    assert "a new secret 123" not in refused.get_data(as_text=True)  # never echoed
+
+    changed = laptop.htmx("POST", "/profile/password", data={
+        "current_password": erin.password, "new_password": "a new secret 123",
+        "new_password_confirm": "a new secret 123"})
+    assert changed.status_code == 200, changed.data
+    assert "Password changed" in changed.get_data(as_text=True)
+    assert laptop.get("/profile").status_code == 200  # this browser goes on, with a new session
+    assert phone.get("/profile").status_code in (302, 401)  # whoever else held a session is out
+    fresh = app.test_client()
+    assert fresh.post("/login", data={"email": erin.email, "password": erin.password}).status_code == 401
+    assert fresh.post("/login", data={"email": erin.email, "password": "a new secret 123"}).status_code == 303
+
+
+def test_a_new_password_too_short_or_mistyped_is_refused_field_by_field(app, make_user):
+    frank = make_user("client")
+    browser = sign_in(app, frank)
+    for new, confirm, field_message in (("short", "short", "at least 8 characters"),
+                                        ("long enough 1", "long enough 2", "do not match")):
+        response = browser.htmx("POST", "/profile/password", data={
+            "current_password": frank.password, "new_password": new, "new_password_confirm": confirm})
+        assert response.status_code == 422 and field_message in response.get_data(as_text=True)
+    assert browser.get("/profile").status_code == 200  # nothing changed, the session goes on

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template
+from flask import Blueprint, abort, current_app, redirect, render_template
 from flask_jwt_extended import get_jwt, set_access_cookies, unset_jwt_cookies
 from htmx_flask import make_response, request
 
@@ -10,8 +10,8 @@ from common.auth import current_identity, login_required
 from web.accounts import end_all_sessions
 from web.extensions import db
 from web.models import User
-from web.preferences import timezone_names, update_preferences
-from web.sessions import SESSION_CLAIM, access_token_for
+from web.preferences import change_password, timezone_names, update_preferences
+from web.sessions import SESSION_CLAIM, TooManyAttempts, access_token_for, client_address, start_session
 from web.validation import ValidationError
 
 blueprint = Blueprint("profile", __name__)
@@ -29,7 +29,7 @@ def _signed_in_user() -> User:
 def profile():
     """Show the user's name, role and preferences, and the button that signs them out everywhere."""
     return render_template("account/profile.html", user=_signed_in_user(), timezones=timezone_names(),
-                           form={}, errors={})
+                           form={}, errors={}, saved=False)
 
 
 def _preferences_form(user: User, form=None, errors=None, saved: bool = False) -> str:
@@ -62,3 +62,19 @@ def logout_everywhere():
     response = make_response("", 204, redirect="/login") if request.htmx else redirect("/login", 303)
     unset_jwt_cookies(response)
     return response
+
+
+@blueprint.post("/profile/password")
+@login_required()
+def save_password():
+    """Change the password (the current one required); every session ends, this browser starts a new one."""
+    user = _signed_in_user()
+    try:
+        change_password(user, request.form, current_app.extensions["ems_password_hasher"], client_address())
+    except TooManyAttempts:
+        page = render_template("account/_password.html", errors={}, error="Too many attempts: wait a minute.")
+        return page, 429, {"Retry-After": "60"}
+    except ValidationError as error:
+        return render_template("account/_password.html", errors=error.errors), 422
+    answer = make_response(render_template("account/_password.html", errors={}, saved=True))
+    return start_session(answer, user)
