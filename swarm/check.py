@@ -12,6 +12,11 @@
    administrator's Socket.IO session (long-polling through the sticky gateway).
 4. A monitor task is killed (`docker kill`) while a second, larger replay is
    being consumed: Swarm replaces it and every hourly total is still exact.
+5. Prometheus (Swarm DNS discovery) scrapes every task of every service, up.
+6. A monitor task is frozen (SIGSTOP): Prometheus fires EmsWorkerUnhealthy for
+   it (the short-window variant of rules.swarm-test.yml; the production rule is
+   seen pending or firing too), Swarm's health check replaces it, and Prometheus
+   scrapes the replacement.
 Every wait is bounded; the first failed check stops the run with its reason.
 The last line counts the checks: `swarm-checks: N passed, M failed`.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import subprocess
 import sys
 import time
@@ -30,9 +36,11 @@ from decimal import Decimal
 
 import requests
 import socketio
+import yaml
 
 INTERVAL_MS = 10 * 60 * 1000
 DEMO_ADMIN = {"email": "admin@ems.local", "password": "admin-demo-2024"}
+PROMETHEUS_CONFIG = pathlib.Path(__file__).parent / "prometheus" / "prometheus.swarm.yml"
 
 
 class CheckFailed(AssertionError):
@@ -266,7 +274,8 @@ def days_covered(expected: dict[str, Decimal]) -> list[str]:
 
 def check_stack_up(stack: str, url: str) -> None:
     """Wait for every service and for the gateway's routes."""
-    wait_until("every service to run its tasks", lambda: all_services_up(stack), timeout=600, interval=5)
+    # About 25 tasks start at once, CPU-bound: minutes on a loaded 2-core machine.
+    wait_until("every service to run its tasks", lambda: all_services_up(stack), timeout=900, interval=5)
     passed("every service runs its desired tasks; the migration job completed")
     expectations = {"/login": {200}, "/api/monitor/summary": {401}, "/support/inbox": {302, 401},
                     "/socket.io/?EIO=4&transport=polling": {200}}
@@ -410,11 +419,96 @@ def check_killed_monitor_is_replaced_and_totals_stay_exact(stack: str, gateway: 
         "nothing lost or counted twice")
 
 
+# --- Prometheus ---------------------------------------------------------------
+
+
+def prometheus_api(prometheus: str, path: str, **params) -> dict | list:
+    """Return the `data` of a Prometheus HTTP API answer."""
+    response = requests.get(f"{prometheus}/api/v1/{path}", params=params, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def scraped_services() -> dict[str, str]:
+    """Return {Prometheus job: Swarm service} from the Swarm configuration's DNS names."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    return {job["job_name"]: name.removeprefix("tasks.") for job in config["scrape_configs"]
+            for sd in job["dns_sd_configs"] for name in sd["names"]}
+
+
+def every_task_scraped_up(stack: str, prometheus: str) -> dict[str, int]:
+    """Return {job: targets up} once each job has one target per running task, all up."""
+    replicas = service_replicas(stack)
+    targets = prometheus_api(prometheus, "targets", state="active")["activeTargets"]
+    up: dict[str, int] = defaultdict(int)
+    problems = []
+    for target in targets:
+        job = target["labels"]["job"]
+        if target["health"] == "up":
+            up[job] += 1
+        else:
+            instance = target["labels"]["instance"]
+            problems.append(f"{instance} ({job}) {target['health']}: {target['lastError']}")
+    for job, service in scraped_services().items():
+        desired = int(replicas[service].split()[0].split("/")[1])
+        if up[job] != desired:
+            problems.append(f"{job}: {up[job]} of {desired} tasks up")
+    if problems:
+        raise CheckFailed("; ".join(problems))
+    return dict(up)
+
+
+def check_prometheus_scrapes_every_task(stack: str, prometheus: str) -> None:
+    """Wait until Prometheus scrapes every task of every EMS service, found through tasks.<service>."""
+    up = wait_until("Prometheus to scrape every task up", lambda: every_task_scraped_up(stack, prometheus),
+                    timeout=180, interval=3)
+    passed(f"Prometheus scrapes all {sum(up.values())} tasks of {len(up)} services up (Swarm DNS discovery)")
+
+
+def container_address(container: str) -> str:
+    """Return a container's address on the back-end network, its only one (its scrape target's host)."""
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                  container).split()[0]
+
+
+def worker_unhealthy_alerts(prometheus: str, instance: str) -> dict[str, str]:
+    """Return {rule window: state} of the EmsWorkerUnhealthy alerts about one scrape instance."""
+    alerts = prometheus_api(prometheus, "alerts")["alerts"]
+    return {alert["labels"].get("window", "production"): alert["state"] for alert in alerts
+            if alert["labels"]["alertname"] == "EmsWorkerUnhealthy"
+            and alert["labels"].get("instance") == instance}
+
+
+def check_frozen_monitor_fires_an_alert_and_is_replaced(stack: str, prometheus: str) -> None:
+    """SIGSTOP a monitor task: Prometheus fires EmsWorkerUnhealthy, Swarm replaces the task."""
+    victim_slot = 1
+    victim = running_container(stack, "monitor", victim_slot)
+    instance = f"{container_address(victim)}:9100"
+    tasks_before = task_ids(stack, "monitor", victim_slot)
+    docker("kill", "--signal", "STOP", victim)
+    say(f"froze monitor task container {victim[:12]} (slot {victim_slot}, {instance}) with SIGSTOP")
+    seen: dict[str, str] = {}
+
+    def firing() -> bool:
+        seen.update(worker_unhealthy_alerts(prometheus, instance))
+        return seen.get("swarm-test") == "firing" and "production" in seen
+    wait_until("EmsWorkerUnhealthy to fire for the frozen task", firing, timeout=120, interval=2)
+    passed(f"Prometheus fires EmsWorkerUnhealthy for {instance} (the production rule: {seen['production']})")
+    replacement = wait_until("Swarm to replace the frozen monitor task",
+                             lambda: task_ids(stack, "monitor", victim_slot) - tasks_before, timeout=180)
+    passed(f"Swarm's health check replaced the frozen task with {sorted(replacement)[0][:12]} "
+           f"(slot {victim_slot})")
+    wait_until("Prometheus to scrape the replacement", lambda: every_task_scraped_up(stack, prometheus),
+               timeout=120, interval=3)
+    passed("Prometheus scrapes the replacement: every task up again")
+
+
 def main() -> int:
     """Run every check; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="ems")
     parser.add_argument("--url", default="http://127.0.0.1:8090")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:19090")
     arguments = parser.parse_args()
     started = time.monotonic()
     try:
@@ -425,6 +519,8 @@ def main() -> int:
         check_live_simulator_then_pause_it(arguments.stack, gateway)
         check_readings_reach_totals_and_alert(arguments.stack, gateway, arguments.url)
         check_killed_monitor_is_replaced_and_totals_stay_exact(arguments.stack, gateway)
+        check_prometheus_scrapes_every_task(arguments.stack, arguments.prometheus)
+        check_frozen_monitor_fires_an_alert_and_is_replaced(arguments.stack, arguments.prometheus)
     except CheckFailed as failure:
         print(f"swarm check FAILED: {failure}", file=sys.stderr)
         print(f"swarm-checks: {len(PASSED)} passed, 1 failed")

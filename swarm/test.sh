@@ -3,10 +3,11 @@
 # image can be pulled. Starts dockerd (installing docker.io and debootstrap if
 # missing), builds a Debian base with debootstrap + `docker import` (cached),
 # the EMS image on it (same Dockerfile, base as build argument), RabbitMQ,
-# MariaDB and Caddy images from Debian's packages, deploys swarm/stack.yml with
-# swarm/stack.test.yml, runs swarm/check.py through the gateway, tears down.
+# MariaDB, Caddy and Prometheus images from Debian's packages, deploys swarm/stack.yml
+# with swarm/stack.test.yml, runs swarm/check.py through the gateway, tears down.
 #   EMS_SWARM_KEEP=1  leave the stack running afterwards (for a look around)
 #   EMS_TEST_HTTP_PORT  the gateway's port here (default 8090)
+#   EMS_TEST_PROMETHEUS_PORT  Prometheus' port here (default 19090)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ STACK=ems
 BASE=ems-test/base:bookworm
 export EMS_IMAGE=ems-test/ems:latest
 export EMS_TEST_HTTP_PORT=${EMS_TEST_HTTP_PORT:-8090}
+export EMS_TEST_PROMETHEUS_PORT=${EMS_TEST_PROMETHEUS_PORT:-19090}
 PYTHON=${PYTHON:-.venv/bin/python}
 CHECK_OUTPUT=$(mktemp)
 started=$(date +%s)
@@ -83,9 +85,9 @@ build_images() {
   step "Base image from Debian's packages (debootstrap, cached)"
   bash swarm/base-image.sh "$BASE"
   phase_done "base image"
-  step "RabbitMQ, MariaDB, Caddy and Node.js images from Debian's packages"
+  step "RabbitMQ, MariaDB, Caddy, Node.js and Prometheus images from Debian's packages"
   local name
-  for name in rabbitmq mariadb caddy node; do
+  for name in rabbitmq mariadb caddy node prometheus; do
     DOCKER_BUILDKIT=0 docker build -q -t "ems-test/$name:latest" --build-arg "BASE=$BASE" \
       "swarm/images/$name" >/dev/null 2>/tmp/ems-build-$name.log \
       || { cat /tmp/ems-build-$name.log >&2; exit 1; }
@@ -109,7 +111,7 @@ remove_stack() {
   # Swarm frees a removed network's addresses a moment after it disappears; a
   # network of the same name created in between is left half-allocated.
   sleep 5
-  docker volume rm "${STACK}_db_data" "${STACK}_rabbitmq_data" "${STACK}_letsencrypt" >/dev/null 2>&1 || true
+  docker volume rm "${STACK}_db_data" "${STACK}_rabbitmq_data" "${STACK}_letsencrypt" "${STACK}_prometheus_data" >/dev/null 2>&1 || true
   local secret
   for secret in $(docker secret ls -q -f label=ems-test=1); do docker secret rm "$secret" >/dev/null || true; done
 }
@@ -154,5 +156,6 @@ docker stack deploy --resolve-image never -c swarm/stack.yml -c swarm/stack.test
 phase_done "deploy"
 
 step "Checking the stack through the gateway on :$EMS_TEST_HTTP_PORT"
-"$PYTHON" swarm/check.py --stack "$STACK" --url "http://127.0.0.1:$EMS_TEST_HTTP_PORT" | tee "$CHECK_OUTPUT"
+"$PYTHON" swarm/check.py --stack "$STACK" --url "http://127.0.0.1:$EMS_TEST_HTTP_PORT" \
+  --prometheus "http://127.0.0.1:$EMS_TEST_PROMETHEUS_PORT" | tee "$CHECK_OUTPUT"
 phase_done "checks"

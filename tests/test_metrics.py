@@ -41,8 +41,8 @@ def exported_names() -> set[str]:
     return names
 
 
-def rule_expressions() -> list[str]:
-    rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
+def rule_expressions(file: str = "rules.yml") -> list[str]:
+    rules = yaml.safe_load((PROMETHEUS / file).read_text())
     return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
 
 
@@ -71,11 +71,16 @@ def test_promtool_accepts_the_rules_and_both_configurations():
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (Debian package prometheus, in scripts/bootstrap.sh)")
-    for arguments in (["check", "rules", "rules.yml"], ["check", "config", "prometheus.yml"],
-                      ["check", "config", "prometheus.swarm.yml"]):
+    for arguments in (["check", "rules", "rules.yml", "rules.swarm-test.yml"],
+                      ["check", "config", "prometheus.yml"], ["check", "config", "prometheus.swarm.yml"]):
         checked = subprocess.run([promtool, *arguments], cwd=PROMETHEUS, capture_output=True, text=True,
                                  timeout=60)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_swarm_tests_short_window_rules_watch_what_the_production_rules_do():
+    """make swarm-test fires a short-window variant: only the `for:` and the interval may differ."""
+    assert set(rule_expressions("rules.swarm-test.yml")) <= set(rule_expressions())
 
 
 def test_the_local_prometheus_scrapes_every_procfile_process_on_its_port(settings):
