@@ -4,7 +4,10 @@ the user, carried to every service in the access token's `tz` claim; the notific
 from __future__ import annotations
 
 from flask_jwt_extended import decode_token
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.strategies import texts
 from tests.web.conftest import sign_in
 from web.extensions import db
 from web.models import User
@@ -113,3 +116,19 @@ def test_a_new_password_too_short_or_mistyped_is_refused_field_by_field(app, mak
             "current_password": frank.password, "new_password": new, "new_password_confirm": confirm})
         assert response.status_code == 422 and field_message in response.get_data(as_text=True)
     assert browser.get("/profile").status_code == 200  # nothing changed, the session goes on
+
+
+def test_any_preferences_form_is_saved_or_refused_with_its_field_errors(app, make_user):
+    browser = sign_in(app, make_user("client"))  # one sign-in: hashing a password per example is slow
+
+    @settings(max_examples=60)
+    @given(form=st.dictionaries(st.sampled_from(["name", "timezone", "notify_browser", "other"]),
+                                st.one_of(texts, st.sampled_from(["Asia/Kolkata", "UTC", "on", "x" * 200])),
+                                max_size=4))
+    def post(form):
+        response = browser.htmx("POST", "/profile/preferences", data=form)
+        assert response.status_code in (200, 422), response.data
+        if response.status_code == 422:
+            assert 'class="field-error"' in response.get_data(as_text=True)
+
+    post()
