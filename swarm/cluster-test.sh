@@ -117,11 +117,13 @@ start_registry() {
     -p "127.0.0.1:$REGISTRY_HOST_PORT:5000" -v "$REGISTRY-data:/var/lib/docker-registry" \
     "$PREFIX/registry:latest" >/dev/null
   for _ in $(seq 1 30); do curl -fs "http://127.0.0.1:$REGISTRY_HOST_PORT/v2/" >/dev/null && break; sleep 1; done
-  local name
+  local name pushes=()
   for name in ems galera haproxy rabbitmq gateway; do
     docker tag "$PREFIX/$name:latest" "127.0.0.1:$REGISTRY_HOST_PORT/$PREFIX/$name:latest"
-    docker push -q "127.0.0.1:$REGISTRY_HOST_PORT/$PREFIX/$name:latest" >/dev/null
+    docker push -q "127.0.0.1:$REGISTRY_HOST_PORT/$PREFIX/$name:latest" >/dev/null &
+    pushes+=($!)
   done
+  for push in "${pushes[@]}"; do wait "$push"; done
   phase_done "registry + push"
 }
 

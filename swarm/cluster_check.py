@@ -436,7 +436,7 @@ def start_stream(cluster: Cluster, image: str, devices: list[str], password_file
          "-v", f"{cluster.run_dir}:/stream", "-v", f"{os.path.dirname(os.path.abspath(__file__))}:/check:ro",
          "-e", f"EMS_AMQP_URL=amqp://{cluster.prefix}-broker:5672/%2F",
          "-e", f"EMS_AMQP_PASSWORD_SIMULATOR_FILE=/stream/{password_file}",
-         "-e", "EMS_QUEUE_TYPE=quorum", "-e", "PYTHONPATH=/app",
+         "-e", "EMS_QUEUE_TYPE=quorum", "-e", "EMS_AMQP_HEARTBEAT_SECONDS=10", "-e", "PYTHONPATH=/app",
          image, "python", "/check/cluster_check.py", "stream", "--devices", "/stream/devices.txt",
          "--out", "/stream/confirmed.txt"])
 

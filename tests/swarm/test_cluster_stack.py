@@ -41,6 +41,8 @@ def test_one_member_pinned_to_each_node_with_its_own_volume(cluster, kind):
         assert service["hostname"] == f"{kind}{member}"
         assert service["image"].startswith("registry:5000/ems-cluster/")
         (volume,) = service["volumes"]
+        # Members find each other by name before any is healthy: no health-gated DNS.
+        assert service["healthcheck"] == {"disable": True}
         volumes.add(volume["source"])
     assert len(volumes) == len(MEMBERS)
 
@@ -69,6 +71,12 @@ def test_gateway_runs_on_every_node_with_https_host_ports(cluster):
     assert {(port["target"], port["mode"]) for port in gateway["ports"]} == {(443, "host"), (80, "host")}
     assert {secret["source"] for secret in gateway["secrets"]} == {"ems_tls_cert", "ems_tls_key"}
     assert cluster["traefik"]["deploy"]["replicas"] == 0
+
+
+def test_nothing_pulls_from_outside_the_registry(cluster):
+    """Every image, even of a service kept at 0 tasks, names the cluster's registry."""
+    assert {name: service["image"] for name, service in cluster.items()
+            if not service["image"].startswith("registry:5000/")} == {}
 
 
 def test_ems_services_use_quorum_queues_and_spread_over_the_nodes(cluster):

@@ -10,7 +10,11 @@ mountpoint -q /tmp || mount -t tmpfs none /tmp
 rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid /run/docker/containerd/containerd.pid
 mkdir -p /ems-host
 rm -f /ems-host/docker.sock
-exec dockerd \
+# Tasks' DNS falls back to public servers when the node's resolver is on loopback (it
+# is Docker's own here): send any name not in the swarm to this node, where nothing
+# answers, so no query ever leaves the test's networks.
+address=$(hostname -i | awk '{print $1}')
+exec dockerd --dns "$address" \
   --host unix:///var/run/docker.sock --host unix:///ems-host/docker.sock \
   --storage-driver overlay2 \
   ${EMS_REGISTRY:+--insecure-registry "$EMS_REGISTRY"} \
