@@ -296,7 +296,10 @@
     });
     socket.on("chat:message", (message) => {
       const thread = threadFor(message.conversation_id);
-      if (thread) appendMessage(thread, message);
+      // An event without its rendered item (from a consumer of before the change, during
+      // a rolling update): the server renders the threads again.
+      if (thread && !message.html) reloadThreads();
+      else if (thread) appendMessage(thread, message);
       refreshInbox();
     });
     socket.on("chat:typing", (typing) => {
