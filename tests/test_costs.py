@@ -7,7 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
@@ -132,6 +132,7 @@ def tariff_books(draw):
 
 
 @given(tariff_books(), st.dictionaries(hour_offsets, kwh_values, max_size=60))
+@settings(max_examples=200)  # each example prices up to 60 hours in three ways
 def test_the_hourly_costs_add_up_to_the_total_and_to_the_days(book, consumption):
     base = datetime(2026, 1, 1, tzinfo=UTC)
     stored = {base + timedelta(hours=offset): kwh for offset, kwh in consumption.items()}
@@ -224,6 +225,7 @@ form_keys = st.sampled_from(["name", "currency", "time_zone", "valid_from", "bas
 @example([("time_zone", "\x00"), ("valid_from", "2026-12-10")])
 @example([("base_price", "1e999"), ("currency", "RON")])
 @example([("time_zone", "../../etc/passwd")])
+@settings(max_examples=300)
 def test_any_form_gives_a_tariff_or_field_errors(pairs):
     try:
         tariff = parse_tariff(MultiDict(pairs))
