@@ -25,6 +25,8 @@ CLIENT_ALLOWED = PUBLIC | {
     ("/api/devices/<uuid:device_id>", "GET"),
     ("/profile", "GET"),
     ("/profile/logout-everywhere", "POST"),  # ends the signed-in user's own sessions only
+    ("/profile/preferences", "POST"),  # the signed-in user's own name, zone, notifications
+    ("/profile/password", "POST"),  # the signed-in user's own password, the current one required
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # A body that would change something on any route that accepted it.
