@@ -7,11 +7,11 @@ covers exactly the hours its kWh do, each hour priced by the tariff in force the
 from __future__ import annotations
 
 import bisect
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from monitor.consumption import (
@@ -24,7 +24,6 @@ from monitor.consumption import (
     month_range,
     month_starts,
     utc_naive,
-    visible_start,
     week_range,
 )
 from monitor.costs import Money, costs_by_day, hour_cost
@@ -81,49 +80,55 @@ def offset_changes(zone: ZoneInfo, start: datetime, end: datetime) -> list[datet
     return [change for change in changes if start < change < end]
 
 
-def period_costs(connection: Connection, device_id: str, bounds: list[datetime], book: TariffBook,
-                 since=None) -> list[Money]:
-    """Return a device's cost in each period [bounds[i], bounds[i + 1]), summed by the database.
+def devices_period_costs(connection: Connection, since_of: dict, bounds: list[datetime],
+                         book: TariffBook) -> dict[str, list[Money]]:
+    """Return each device's cost in each period [bounds[i], bounds[i + 1]), summed by the database.
 
-    The periods are cut further at tariff starts and where a tariff zone's UTC offset
-    changes; within such a piece an hour's price depends only on its UTC weekday and
-    hour, so the database sums kWh per (piece, weekday, hour): at most 168 rows a piece
-    instead of every hour (a year: 8,760; bench/costs.py measures it).
+    `since_of` maps each device id to the naive UTC time from which its hours are visible
+    (None: all of them). The periods are cut further at tariff starts, where a tariff
+    zone's UTC offset changes and where a device becomes visible; within such a piece an
+    hour's price depends only on its UTC weekday and hour, so the database sums kWh per
+    (device, piece, weekday, hour): at most 168 rows a piece instead of every hour (a
+    year: 8,760; bench/costs.py measures it).
     """
+    if not since_of:
+        return {}
     start, end = bounds[0], bounds[-1]
-    cuts = set(bounds[1:-1])
-    cuts.update(_next_hour(tariff.starts_at) for tariff in book.tariffs)
+    visible_from = {device: _next_hour(since.replace(tzinfo=UTC)) if since else start
+                    for device, since in since_of.items()}
+    cuts = {*bounds[1:-1], *visible_from.values(), *(_next_hour(tariff.starts_at) for tariff in book.tariffs)}
     for tariff_zone in {tariff.zone.key: tariff.zone for tariff in book.tariffs}.values():
         cuts.update(offset_changes(tariff_zone, start, end))
     pieces = [start, *sorted(cut for cut in cuts if start < cut < end)]
     inner = ", ".join(f":c{n}" for n in range(1, len(pieces))) or "0"
     rows = connection.execute(text(
-        f"SELECT INTERVAL(hour_start + 0, {inner}) AS piece, WEEKDAY(hour_start), HOUR(hour_start), "  # noqa: S608
-        "SUM(kwh) FROM hourly_consumption WHERE device_id = :device_id AND hour_start >= :start "
-        "AND hour_start < :end GROUP BY piece, WEEKDAY(hour_start), HOUR(hour_start)"),
-        {"device_id": device_id, "start": visible_start(start, since), "end": utc_naive(end),
+        f"SELECT device_id, INTERVAL(hour_start + 0, {inner}) AS piece, WEEKDAY(hour_start), "  # noqa: S608
+        "HOUR(hour_start), SUM(kwh) FROM hourly_consumption WHERE device_id IN :ids AND hour_start >= :start "
+        "AND hour_start < :end GROUP BY device_id, piece, WEEKDAY(hour_start), HOUR(hour_start)"
+    ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": list(since_of), "start": utc_naive(start), "end": utc_naive(end),
          **{f"c{n}": _as_number(utc_naive(pieces[n])) for n in range(1, len(pieces))}})
     # Per piece (a few dozen): its period, its tariff and the UTC offset of the tariff's zone.
     rules = []
     for piece_start in pieces:
         tariff = book.in_force(piece_start)
         shift = int(piece_start.astimezone(tariff.zone).utcoffset().total_seconds()) // 60 if tariff else 0
-        rules.append((bisect.bisect_right(bounds, piece_start) - 1, tariff, shift))
-    sums = [ZERO] * (len(bounds) - 1)
-    for piece, weekday, hour, kwh in rows:
-        period, tariff, shift = rules[min(piece, len(pieces) - 1)]
-        if tariff is not None:
+        rules.append((piece_start, bisect.bisect_right(bounds, piece_start) - 1, tariff, shift))
+    sums = {device: [ZERO] * (len(bounds) - 1) for device in since_of}
+    for device, piece, weekday, hour, kwh in rows:
+        piece_start, period, tariff, shift = rules[min(piece, len(pieces) - 1)]
+        if tariff is not None and piece_start >= visible_from[device]:
             # One offset holds for the whole piece: shift the UTC hour of the week to the local one.
             local = ((weekday * 24 + hour) * 60 + shift) % (7 * 24 * 60)
-            sums[period] += kwh * tariff.price_at_local(local // (24 * 60), local % (24 * 60) // 60)
-    return [Money(amount, book.currency) for amount in sums]
+            sums[device][period] += kwh * tariff.price_at_local(local // (24 * 60), local % (24 * 60) // 60)
+    return {device: [Money(amount, book.currency) for amount in amounts] for device, amounts in sums.items()}
 
 
 def year_costs(connection: Connection, device_id: str, year: int, zone: ZoneInfo, book: TariffBook,
                since=None) -> list[Money]:
     """Return the cost of each local month of `year`."""
     months = [local_midnight_utc(first, zone) for first in month_starts(year)]
-    return period_costs(connection, device_id, months, book, since)
+    return devices_period_costs(connection, {device_id: since}, months, book)[device_id]
 
 
 def month_start(day: date, zone: ZoneInfo):
@@ -131,20 +136,25 @@ def month_start(day: date, zone: ZoneInfo):
     return day_bounds(day.replace(day=1), zone)[0]
 
 
-def today_and_month(connection: Connection, device_id: str, book: TariffBook, stored: dict, day: date,
-                    zone: ZoneInfo, since=None) -> dict:
-    """Return today's cost and this month's kWh and cost (`today_cost`, `month_kwh`, `month_cost`).
+def month_kwh(stored: dict, day: date, zone: ZoneInfo) -> Decimal:
+    """Return this month's kWh up to the end of `day` from {aware UTC hour: kWh}."""
+    first, end = month_start(day, zone), day_bounds(day, zone)[1]
+    return sum((kwh for hour, kwh in stored.items() if first <= hour < end), ZERO)
 
-    `stored` ({aware UTC hour: kWh}) covers the month and gives its kWh; the costs are summed
-    by the database (None when no tariff exists).
+
+def today_and_month_costs(connection: Connection, since_of: dict, book: TariffBook, day: date,
+                          zone: ZoneInfo) -> dict[str, dict]:
+    """Return {device id: {"today_cost", "month_cost"}} of several devices in one query.
+
+    `since_of` maps each device id to the naive UTC time from which the viewer sees it (None:
+    always). Costs are None when no tariff exists.
     """
-    today_start, today_end = day_bounds(day, zone)
-    first = month_start(day, zone)
-    month_kwh = sum((kwh for hour, kwh in stored.items() if first <= hour < today_end), ZERO)
     if book.currency is None:
-        return {"today_cost": None, "month_kwh": month_kwh, "month_cost": None}
-    before_today, today = period_costs(connection, device_id, [first, today_start, today_end], book, since)
-    return {"today_cost": today, "month_kwh": month_kwh, "month_cost": before_today + today}
+        return {device: {"today_cost": None, "month_cost": None} for device in since_of}
+    today_start, today_end = day_bounds(day, zone)
+    costs = devices_period_costs(connection, since_of, [month_start(day, zone), today_start, today_end], book)
+    return {device: {"today_cost": today, "month_cost": before_today + today}
+            for device, (before_today, today) in costs.items()}
 
 
 def cost_json(money: Money | None) -> str | None:

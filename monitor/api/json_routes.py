@@ -33,7 +33,7 @@ from monitor.consumption import (
     today,
 )
 from monitor.costs import costs_by_day, hour_cost, money_of
-from monitor.spending import cost_json, exact_amount, month_start, today_and_month
+from monitor.spending import cost_json, exact_amount, today_and_month_costs
 from monitor.tariffs import load_tariffs
 
 blueprint = Blueprint("monitor_api", __name__, url_prefix="/api/monitor")
@@ -125,18 +125,21 @@ def summary():
     viewer, zone = current_identity(), viewer_timezone()
     day = today(zone)
     items = []
+    first_of_month = day.replace(day=1)
+    first = min(first_of_month, day - timedelta(days=1))  # this month and yesterday
     with database() as connection:
+        devices = visible_devices(connection, viewer)
         tariffs = load_tariffs(connection)
-        for device in visible_devices(connection, viewer):
-            totals = daily_totals(connection, device.id, day - timedelta(days=1), day, zone,
-                                  visible_since(device))
-            month = hourly_between(connection, device.id, month_start(day, zone), day_bounds(day, zone)[1],
-                                   visible_since(device))
-            spent = today_and_month(connection, device.id, tariffs, month, day, zone, visible_since(device))
+        spending = today_and_month_costs(connection, {device.id: visible_since(device) for device in devices},
+                                         tariffs, day, zone)
+        for device in devices:
+            totals = daily_totals(connection, device.id, first, day, zone, visible_since(device))
             latest = alert_inbox.latest_alert(connection, viewer, device.id)
+            spent = spending[device.id]
+            month_kwh = sum(total.kwh for total in totals if total.day >= first_of_month)
             items.append({"id": device.id, "name": device.name, "limit_kwh": float(device.max_hourly_kwh),
-                          "today_kwh": float(totals[1].kwh), "yesterday_kwh": float(totals[0].kwh),
-                          "month_kwh": float(spent["month_kwh"]),
+                          "today_kwh": float(totals[-1].kwh), "yesterday_kwh": float(totals[-2].kwh),
+                          "month_kwh": float(month_kwh),
                           "today_cost": cost_json(spent["today_cost"]),
                           "month_cost": cost_json(spent["month_cost"]),
                           "latest_alert": alert_json(latest) if latest else None})

@@ -44,7 +44,7 @@ from monitor.consumption import (
     week_range,
 )
 from monitor.pipeline_status import pipeline_status
-from monitor.spending import chart_costs, month_start, today_and_month
+from monitor.spending import chart_costs, month_kwh, month_start, today_and_month_costs
 from monitor.tariffs import load_tariffs
 
 blueprint = Blueprint("monitor_pages", __name__, url_prefix="/monitor")
@@ -174,7 +174,9 @@ def device_cards(connection, devices) -> list[dict]:
     week = hourly_of_devices_between(connection, [device.id for device in devices],
                                      min(day_bounds(first, zone)[0], month_start(day, zone)),
                                      day_bounds(day, zone)[1])
-    tariffs = load_tariffs(connection)
+    # Today's and this month's costs of every device in one query.
+    spending = today_and_month_costs(connection, {device.id: visible_since(device) for device in devices},
+                                     load_tariffs(connection), day, zone)
     viewer, cards = current_identity(), []
     now = datetime.now(UTC)
     for device in devices:
@@ -188,7 +190,7 @@ def device_cards(connection, devices) -> list[dict]:
                                          projected_day_total(stored, day, zone, now, TREND_DAYS - 1)),
                       "over_hours": sum(1 for h in hours if h.kwh > device.max_hourly_kwh),
                       "latest_alert": alert_inbox.latest_alert(connection, viewer, device.id),
-                      **today_and_month(connection, device.id, tariffs, stored, day, zone, since)})
+                      "month_kwh": month_kwh(stored, day, zone), **spending[device.id]})
     return cards
 
 

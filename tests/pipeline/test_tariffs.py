@@ -231,3 +231,14 @@ def test_the_year_summed_by_the_database_costs_what_its_hours_cost_one_by_one(sq
     one_by_one = costs_by_month(book, stored, month_starts(2026)[:12], zone)
     assert [money.amount for money in by_database] == [money.amount for money in one_by_one]
     assert sum(money.amount for money in by_database) > 0
+
+
+def test_a_new_owner_pays_nothing_for_the_hours_before_the_device_became_theirs(as_user, sql, evening_peak):
+    hours = day_hours(datetime.now(BUCHAREST_ZONE).date(), BUCHAREST_ZONE)[:3]  # 00:00-03:00, off-peak
+    device = client_device(sql, hours, "1")
+    sql("UPDATE devices SET owner_since = :since WHERE id = :id", id=device,
+        since=(hours[1] - timedelta(minutes=30)).replace(tzinfo=None))  # hers from 00:30: hours from 01:00
+    item = as_user(CLIENT, "GET", f"/api/monitor/summary?tz={BUCHAREST}").get_json()["devices"][0]
+    assert (item["today_kwh"], item["today_cost"], item["month_cost"]) == (2.0, "1.60", "1.60")
+    fragment = as_user(CLIENT, "GET", f"/monitor/fragments/dashboard?tz={BUCHAREST}").get_data(as_text=True)
+    assert 'data-testid="today-cost">1.60 RON' in fragment
