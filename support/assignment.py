@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import match
 
 from common.auth import Identity
 from support import chat
@@ -21,6 +23,12 @@ VIEWS = {
 DEFAULT_VIEW = "all"
 PAGE_SIZE = 25
 MAX_QUERY_CHARS = 100
+# The full-text index holds words of 3 to 84 letters or digits (innodb_ft_min/max_token_size)
+# and skips InnoDB's stopwords: a required term it never holds would match nothing.
+_INDEXED_WORD = re.compile(r"[^\W_]{3,84}")
+STOPWORDS = frozenset(
+    "about are com for from how that the this was what when where who will with und www".split())
+MAX_SEARCH_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,15 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def fulltext_terms(text: str) -> str | None:
+    """Return a boolean-mode query requiring every searchable word of `text` as a prefix, or None.
+
+    Only letters and digits reach it: none of the mode's operators can come from the text.
+    """
+    words = [word for word in _INDEXED_WORD.findall(text) if word.lower() not in STOPWORDS]
+    return " ".join(f"+{word}*" for word in words[:MAX_SEARCH_WORDS]) or None
+
+
 def _view_condition(view: str, admin: Identity):
     return {
         "mine": sa.and_(Conversation.assigned_admin_id == admin.user_id, Conversation.state == "assigned"),
@@ -104,10 +121,12 @@ def inbox_page(admin: Identity, view: str, query: str = "", page: int = 1) -> In
     select = (sa.select(Conversation)
               .where(Conversation.last_message_at.is_not(None), _view_condition(view, admin)))
     if query:
-        pattern = like_pattern(query)
-        in_messages = sa.exists().where(Message.conversation_id == Conversation.id,
-                                        Message.body.like(pattern, escape="\\"))
-        select = select.where(sa.or_(Conversation.client_name.like(pattern, escape="\\"), in_messages))
+        # Client names by any part; messages by their words (the full-text index, migration 0005).
+        by_name = Conversation.client_name.like(like_pattern(query), escape="\\")
+        terms = fulltext_terms(query)
+        in_messages = Conversation.id.in_(sa.select(Message.conversation_id).where(
+            match(Message.body, against=terms).in_boolean_mode())) if terms else sa.false()
+        select = select.where(sa.or_(by_name, in_messages))
     select = (select.order_by(sa.case((Conversation.state == "waiting", 0), else_=1),
                               Conversation.waiting_since.asc(), Conversation.last_message_at.desc(),
                               Conversation.id.desc())

@@ -111,13 +111,14 @@ def load_episodes(since: datetime) -> list[Episode]:
         Resolution.opened_at, Resolution.resolved_at, Resolution.first_response_at, Resolution.bot_only,
         Resolution.rating).where(Resolution.resolved_at >= since))  # those opened since are resolved since
     episodes = [Episode(*row) for row in resolved]
-    last_resolved = (sa.select(sa.func.max(Resolution.resolved_at))
-                     .where(Resolution.conversation_id == Conversation.id)
-                     .correlate(Conversation).scalar_subquery())
+    # An open episode starts at the conversation's first message after its last resolution.
+    last_resolved = (sa.select(Resolution.conversation_id, sa.func.max(Resolution.resolved_at).label("at"))
+                     .group_by(Resolution.conversation_id).subquery())
     open_episodes = (sa.select(sa.func.min(Message.created_at))
                      .join(Conversation, Conversation.id == Message.conversation_id)
-                     .where(Conversation.state != "resolved",
-                            Message.created_at > sa.func.coalesce(last_resolved, EPOCH))
+                     .outerjoin(last_resolved, last_resolved.c.conversation_id == Conversation.id)
+                     .where(Conversation.state != "resolved", Conversation.last_message_at >= since,
+                            Message.created_at > sa.func.coalesce(last_resolved.c.at, EPOCH))
                      .group_by(Conversation.id))
     episodes += [Episode(opened_at) for (opened_at,) in db.session.execute(open_episodes)
                  if opened_at >= since]

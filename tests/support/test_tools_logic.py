@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from common.auth import Identity
 from support import canned, notes, ratings, stats, transcript
-from support.assignment import like_pattern
+from support.assignment import MAX_SEARCH_WORDS, fulltext_terms, like_pattern
 from tests.strategies import texts
 
 # These parsers are small and their inputs simple: fewer examples than the suite's 500 keep
@@ -173,3 +173,21 @@ def test_any_note_text_is_kept_trimmed_or_refused_with_a_reason(raw):
     assert error is None or (isinstance(error, str) and error)
     if error is None:
         assert 0 < len(body) <= 2000
+
+
+@FUZZ
+@given(text=st.one_of(texts, st.text(st.sampled_from('ab1_+-*"()<>~@ ') , max_size=30)))
+@example(text='boiler +leaks -"heat pump" (x) ~y* @3')
+def test_a_search_reaches_the_full_text_index_as_required_word_prefixes_only(text):
+    terms = fulltext_terms(text)
+    if terms is None:
+        return
+    words = terms.split(" ")
+    assert 1 <= len(words) <= MAX_SEARCH_WORDS
+    for word in words:  # no operator of the boolean mode comes from the text
+        assert word[0] == "+" and word[-1] == "*" and word[1:-1].isalnum() and len(word[1:-1]) >= 3
+
+
+def test_search_words_are_letters_and_digits_of_three_or_more_without_stopwords():
+    assert fulltext_terms('boiler +leaks -"heat pump" (x) the ~é12') == "+boiler* +leaks* +heat* +pump* +é12*"
+    assert fulltext_terms("a b 1_2 %_%") is None

@@ -4,7 +4,7 @@ assignment, inbox views and search, ratings, transcript, stats, demo history; cl
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -181,6 +181,9 @@ def test_the_inbox_searches_names_and_messages_escaped_and_paginated(app, login)
     # % and _ are letters in a search, not wildcards.
     assert not listed(admin.get(f"/support/inbox/list?view=all&q={tag[:2]}%25{tag[-2:]}").text, "Yara")
     assert "No conversation matches" in admin.get("/support/inbox/list?q=%25_%25_nothing-like-it").text
+    # Message words match by their beginning (the full-text index); operators are plain text.
+    assert listed(admin.get(f"/support/inbox/list?q=boil {tag[:5]}").text, "Yara")
+    assert listed(admin.get(f'/support/inbox/list?q=-boiler "{tag}"').text, "Yara")
 
     for number in range(26):
         conversation_with(app, f"Page {tag} {number:02}", ("client", "hi"), minutes_ago=100 + number)
@@ -272,3 +275,31 @@ def test_an_administrator_known_from_before_roles_becomes_assignable_once_they_o
         db.session.commit()
     assert login("client", user_id=client_id).get("/support/inbox").status_code == 403
     assert admin.post(path, data={"admin_id": str(client_id)}).status_code == 422
+
+
+def test_an_open_episode_starts_at_the_first_message_after_the_last_resolution(app, login):
+    conversation = conversation_with(app, "Erin", ("client", "first question"), ("admin", "answer"),
+                                     state="assigned", minutes_ago=60)
+    login("admin").post(f"/support/conversations/{conversation.id}/resolve")
+    with app.app_context():
+        reopened_at = utcnow().replace(microsecond=0) + timedelta(seconds=1)
+        for number, moment in enumerate((reopened_at, reopened_at + timedelta(minutes=1))):
+            db.session.add(Message(conversation_id=conversation.id, sender_id=conversation.client_id,
+                                   sender_role="client", sender_name="Erin", body=f"again {number}",
+                                   created_at=moment))
+        stored = db.session.get(Conversation, conversation.id)
+        stored.state, stored.last_message_at = "bot", reopened_at + timedelta(minutes=1)
+        db.session.commit()
+        from support import stats
+
+        episodes = stats.load_episodes(utcnow() - timedelta(hours=2))
+        first = conversation_first(conversation)
+        resolved = [e for e in episodes if e.resolved_at and e.opened_at == first]
+        assert len(resolved) == 1 and resolved[0].first_response_at is not None
+        assert stats.Episode(reopened_at) in episodes
+
+
+def conversation_first(conversation) -> datetime:
+    """Return when the conversation's first message was written."""
+    return db.session.scalar(sa.select(sa.func.min(Message.created_at))
+                             .where(Message.conversation_id == conversation.id))
