@@ -36,8 +36,9 @@ UNKNOWN_HOST = "broker-gone.invalid"
 def two_brokers(settings):
     """Give the tests settings naming a dead broker, then a virtual host of their own."""
     with own_vhost("failover-" + secrets.token_hex(3)) as amqp_url:
+        # Quorum queues, as in a cluster: the alert bridge's STOMP subscription is to one.
         yield dataclasses.replace(settings, amqp_url=with_dead_broker_first(amqp_url),
-                                  stomp_host=f"{UNKNOWN_HOST},127.0.0.1")
+                                  stomp_host=f"{UNKNOWN_HOST},127.0.0.1", queue_type="quorum")
 
 
 def test_a_list_of_brokers_is_one_url_per_broker_with_the_same_user_and_virtual_host():
