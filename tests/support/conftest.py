@@ -333,14 +333,19 @@ def dead_letters(dead_letter_copies):
 @pytest.fixture(scope="session")
 def publish_chat(migrated):
     """Return a function that publishes a raw message to ems.chat, as the notifier would."""
-    from common.amqp import ConfirmingPublisher
+    from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher
     from common.topology import CHAT_EXCHANGE
 
     publisher = ConfirmingPublisher(migrated)
 
     def publish(routing_key: str, message: dict | bytes) -> None:
         body = message if isinstance(message, bytes) else json.dumps(message).encode()
-        publisher.publish(CHAT_EXCHANGE, routing_key, body)
+        try:
+            publisher.publish(CHAT_EXCHANGE, routing_key, body)
+        except CONNECTION_ERRORS:
+            # Idle between tests past its heartbeats on a busy machine, the broker dropped it;
+            # `publish` closed it, so this one opens a new connection.
+            publisher.publish(CHAT_EXCHANGE, routing_key, body)
 
     yield publish
     publisher.close()
