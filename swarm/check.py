@@ -40,6 +40,8 @@ import yaml
 
 INTERVAL_MS = 10 * 60 * 1000
 DEMO_ADMIN = {"email": "admin@ems.local", "password": "admin-demo-2024"}
+# A login hashes a password: seconds while about 25 tasks share a loaded 2-core machine.
+REQUEST_TIMEOUT = 30
 PROMETHEUS_CONFIG = pathlib.Path(__file__).parent / "prometheus" / "prometheus.swarm.yml"
 
 
@@ -146,7 +148,7 @@ class Gateway:
     def login(self, email: str, password: str) -> None:
         """Log in with the JSON API and use the token from then on."""
         response = self.http.post(f"{self.url}/api/auth/login", json={"email": email, "password": password},
-                                  timeout=10)
+                                  timeout=REQUEST_TIMEOUT)
         if response.status_code != 200:
             raise CheckFailed(f"login through the gateway answered {response.status_code}: "
                               f"{response.text[:200]}")
@@ -155,11 +157,11 @@ class Gateway:
 
     def get(self, path: str, **params) -> requests.Response:
         """GET a path through the gateway."""
-        return self.http.get(f"{self.url}{path}", params=params, timeout=10)
+        return self.http.get(f"{self.url}{path}", params=params, timeout=REQUEST_TIMEOUT)
 
     def post(self, path: str, body: dict) -> requests.Response:
         """POST JSON through the gateway."""
-        return self.http.post(f"{self.url}{path}", json=body, timeout=10)
+        return self.http.post(f"{self.url}{path}", json=body, timeout=REQUEST_TIMEOUT)
 
 
 def hourly_totals(gateway: Gateway, device_id: str, days: list[str]) -> dict[str, Decimal]:
@@ -494,12 +496,13 @@ def check_frozen_monitor_fires_an_alert_and_is_replaced(stack: str, prometheus: 
         return seen.get("swarm-test") == "firing" and "production" in seen
     wait_until("EmsWorkerUnhealthy to fire for the frozen task", firing, timeout=120, interval=2)
     passed(f"Prometheus fires EmsWorkerUnhealthy for {instance} (the production rule: {seen['production']})")
+    # Three failed health checks 15 s apart, then the 20 s stop grace period, then a new task.
     replacement = wait_until("Swarm to replace the frozen monitor task",
-                             lambda: task_ids(stack, "monitor", victim_slot) - tasks_before, timeout=180)
+                             lambda: task_ids(stack, "monitor", victim_slot) - tasks_before, timeout=300)
     passed(f"Swarm's health check replaced the frozen task with {sorted(replacement)[0][:12]} "
            f"(slot {victim_slot})")
     wait_until("Prometheus to scrape the replacement", lambda: every_task_scraped_up(stack, prometheus),
-               timeout=120, interval=3)
+               timeout=240, interval=3)
     passed("Prometheus scrapes the replacement: every task up again")
 
 
