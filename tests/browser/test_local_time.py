@@ -113,8 +113,9 @@ LABEL_BOXES = """() => [...document.querySelectorAll('#device-chart svg.chart te
                               size: parseFloat(getComputedStyle(label).fontSize)}; })"""
 
 
-@pytest.mark.parametrize("view", ["day", "week", "month", "year"])
-def test_on_a_phone_every_charts_labels_stay_legible_and_apart(chromium, stack, bucharest_client, view):
+# Day and week have the most and the longest labels (month and year follow the same rule).
+@pytest.mark.parametrize("view", ["day", "week"])
+def test_on_a_phone_the_charts_labels_stay_legible_and_apart(chromium, stack, bucharest_client, view):
     client, device_id = bucharest_client
     context, page = bucharest_page(chromium, stack, viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
