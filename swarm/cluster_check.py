@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -35,7 +34,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-READING_KWH = "0.001"  # every reading the same: an hourly total counts its readings
+READING_KWH = "0.001"  # every reading the same (swarm/cluster/stream.py): an hourly total counts them
+STREAM_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "stream.py")
 STREAM_CONTAINER = "devices"
 DEMO_ADMIN = {"email": "admin@ems.local", "password": "admin-demo-2024"}
 DEMO_CLIENT = {"email": "alice@ems.local", "password": "alice-demo-2024"}
@@ -228,6 +228,8 @@ def https_session(ca: str):
 
     session = requests.Session()
     session.verify = ca
+    # Neither a proxy nor REQUESTS_CA_BUNDLE from the environment (it would replace the CA).
+    session.trust_env = False
     return session
 
 
@@ -372,60 +374,6 @@ class Chatter(threading.Thread):
 # --- the device stream ----------------------------------------------------------
 
 
-def stream(arguments) -> int:
-    """Inside the device container: one confirmed reading per device per second until SIGTERM.
-
-    Each confirmed reading's key goes to --out as "device_id timestamp_ms"; a reading
-    not confirmed (broker lost, refused) is kept and sent first in the next round,
-    as the simulator's live mode does. Prints a JSON summary at the end.
-    """
-    sys.path.insert(0, "/app")
-    from common.amqp import CONNECTION_ERRORS, ConfirmingPublisher, PublishNotConfirmed
-    from common.messages import Reading
-    from common.settings import load_settings
-    from common.topology import READING_ROUTING_KEY, READINGS_EXCHANGE
-
-    settings = load_settings(service="simulator")
-    devices = open(arguments.devices).read().split()
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    publisher = ConfirmingPublisher(settings, declare=False)
-    backlog: list[Reading] = []
-    summary = {"sent": 0, "confirmed": 0, "failures": 0}
-    started = time.monotonic()
-    rounds = 0
-    with open(arguments.out, "w") as confirmed:
-        def send_backlog() -> None:
-            while backlog:
-                try:
-                    publisher.publish(READINGS_EXCHANGE, READING_ROUTING_KEY, backlog[0].to_json())
-                except (PublishNotConfirmed, *CONNECTION_ERRORS):
-                    summary["failures"] += 1
-                    publisher.close()
-                    return
-                reading = backlog.pop(0)
-                confirmed.write(f"{reading.device_id} {reading.timestamp}\n")
-                summary["confirmed"] += 1
-            confirmed.flush()
-
-        while not stopping.is_set():
-            at = int(time.time() * 1000)
-            backlog += [Reading(at, device, float(READING_KWH)) for device in devices]
-            summary["sent"] += len(devices)
-            send_backlog()
-            rounds += 1
-            stopping.wait(max(0.0, started + rounds * arguments.interval - time.monotonic()))
-        # Told to stop: what was made but not confirmed yet gets a last minute.
-        deadline = time.monotonic() + 60
-        while backlog and time.monotonic() < deadline:
-            send_backlog()
-            if backlog:
-                time.sleep(1)
-    summary["unconfirmed"] = len(backlog)
-    print(json.dumps(summary), flush=True)
-    return 0
-
-
 def start_stream(cluster: Cluster, image: str, devices: list[str], password_file: str) -> None:
     """Start the device container on the test's network (outside the swarm, like real meters)."""
     name = f"{cluster.prefix}-{STREAM_CONTAINER}"
@@ -433,11 +381,11 @@ def start_stream(cluster: Cluster, image: str, devices: list[str], password_file
     with open(f"{cluster.run_dir}/devices.txt", "w") as file:
         file.write("\n".join(devices) + "\n")
     run(["docker", "run", "-d", "--name", name, "--network", f"{cluster.prefix}-net",
-         "-v", f"{cluster.run_dir}:/stream", "-v", f"{os.path.dirname(os.path.abspath(__file__))}:/check:ro",
+         "-v", f"{cluster.run_dir}:/stream", "-v", f"{STREAM_SCRIPT}:/check/stream.py:ro",
          "-e", f"EMS_AMQP_URL=amqp://{cluster.prefix}-broker:5672/%2F",
          "-e", f"EMS_AMQP_PASSWORD_SIMULATOR_FILE=/stream/{password_file}",
          "-e", "EMS_QUEUE_TYPE=quorum", "-e", "EMS_AMQP_HEARTBEAT_SECONDS=10", "-e", "PYTHONPATH=/app",
-         image, "python", "/check/cluster_check.py", "stream", "--devices", "/stream/devices.txt",
+         image, "python", "/check/stream.py", "--devices", "/stream/devices.txt",
          "--out", "/stream/confirmed.txt"])
 
 
@@ -502,11 +450,6 @@ class Kill:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command")
-    streamer = commands.add_parser("stream", help="(inside the device container)")
-    streamer.add_argument("--devices", required=True)
-    streamer.add_argument("--out", required=True)
-    streamer.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--stack", default="ems")
     parser.add_argument("--run-dir", default="/run/ems-cluster")
     parser.add_argument("--prefix", default="ems-cluster")
@@ -516,8 +459,6 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--baseline-seconds", type=float, default=30)
     arguments = parser.parse_args()
-    if arguments.command == "stream":
-        return stream(arguments)
     cluster = Cluster(arguments.run_dir, arguments.prefix, arguments.stack)
     try:
         return check(cluster, arguments)
