@@ -21,7 +21,7 @@ import requests
 from common.settings import load_settings
 from migrations.runner import upgrade
 from tests.isolation import environment, isolated
-from tests.processes import ROOT, Stack, free_port
+from tests.processes import Stack, free_port
 from web.openapi import SERVICE_DOCUMENTS, gateway_document, service_document
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
@@ -126,7 +126,9 @@ def schemathesis_run(stack, role: str, report_dir: Path) -> subprocess.Popen:
         # One worker: Hypothesis describing strategies in several threads at once trips CPython 3.11's parser.
         "--workers", "1",
     ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    # Run where its cache (.schemathesis/) is thrown away with the test's directory.
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=report_dir)
 
 
 def test_schemathesis_finds_no_failure_against_the_running_services(api_stack, tmp_path: Path):
