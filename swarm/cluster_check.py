@@ -384,7 +384,9 @@ def start_stream(cluster: Cluster, image: str, devices: list[str], password_file
          "-v", f"{cluster.run_dir}:/stream", "-v", f"{STREAM_SCRIPT}:/check/stream.py:ro",
          "-e", f"EMS_AMQP_URL=amqp://{cluster.prefix}-broker:5672/%2F",
          "-e", f"EMS_AMQP_PASSWORD_SIMULATOR_FILE=/stream/{password_file}",
-         "-e", "EMS_QUEUE_TYPE=quorum", "-e", "EMS_AMQP_HEARTBEAT_SECONDS=10", "-e", "PYTHONPATH=/app",
+         # Settings insist on a JWT secret; the meters sign nothing.
+         "-e", f"EMS_JWT_SECRET={uuid.uuid4().hex}{uuid.uuid4().hex}", "-e", "EMS_QUEUE_TYPE=quorum",
+         "-e", "EMS_AMQP_HEARTBEAT_SECONDS=10", "-e", "PYTHONPATH=/app",
          image, "python", "/check/stream.py", "--devices", "/stream/devices.txt",
          "--out", "/stream/confirmed.txt"])
 
