@@ -380,7 +380,8 @@ def start_stream(cluster: Cluster, image: str, devices: list[str], password_file
     run(["docker", "rm", "-f", name])
     with open(f"{cluster.run_dir}/devices.txt", "w") as file:
         file.write("\n".join(devices) + "\n")
-    run(["docker", "run", "-d", "--name", name, "--network", f"{cluster.prefix}-net",
+    # As root: it writes its record into the test's own directory.
+    run(["docker", "run", "-d", "--name", name, "--user", "0:0", "--network", f"{cluster.prefix}-net",
          "-v", f"{cluster.run_dir}:/stream", "-v", f"{STREAM_SCRIPT}:/check/stream.py:ro",
          "-e", f"EMS_AMQP_URL=amqp://{cluster.prefix}-broker:5672/%2F",
          "-e", f"EMS_AMQP_PASSWORD_SIMULATOR_FILE=/stream/{password_file}",
