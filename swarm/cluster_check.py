@@ -507,7 +507,7 @@ def create_devices(cluster: Cluster, admin: Api, owner: int, count: int) -> list
     return devices
 
 
-def kill_in_turn(cluster: Cluster, store: StreamStore, kills: int) -> list[Kill]:
+def kill_in_turn(cluster: Cluster, store: StreamStore, kills: int, before_rate: float) -> list[Kill]:
     """Kill the node of each role in turn; time the resumed ingestion and the rejoin."""
     plan = [("the Galera writer", cluster.galera_writer),
             ("the RabbitMQ leader of readings.incoming",
@@ -521,7 +521,7 @@ def kill_in_turn(cluster: Cluster, store: StreamStore, kills: int) -> list[Kill]
         killed_at = time.monotonic()
         cluster.kill(kill.node)
         say(f"killed node {kill.node}, holding {reason}")
-        kill.resume_s = wait_for_resumed_ingestion(store, at_kill, killed_at)
+        kill.resume_s = wait_for_resumed_ingestion(store, at_kill, killed_at, before_rate)
         say(f"ingestion resumed {kill.resume_s:.0f}s after the kill")
         cluster.start(kill.node)
         restarted_at = time.monotonic()
@@ -533,8 +533,9 @@ def kill_in_turn(cluster: Cluster, store: StreamStore, kills: int) -> list[Kill]
     return done
 
 
-def wait_for_resumed_ingestion(store: StreamStore, at_kill: int, killed_at: float) -> float:
-    """Return seconds from the kill until readings are stored at half the send rate again."""
+def wait_for_resumed_ingestion(store: StreamStore, at_kill: int, killed_at: float,
+                               before_rate: float) -> float:
+    """Return seconds from the kill until readings are stored at half the rate before the kills again."""
     previous, previous_at = at_kill, time.monotonic()
     deadline = killed_at + 300
     while time.monotonic() < deadline:
@@ -544,7 +545,7 @@ def wait_for_resumed_ingestion(store: StreamStore, at_kill: int, killed_at: floa
         except (CheckFailed, subprocess.SubprocessError):
             continue
         now = time.monotonic()
-        if now - killed_at > 4 and (count - previous) / (now - previous_at) >= len(store.devices) / 2:
+        if now - killed_at > 4 and (count - previous) / (now - previous_at) >= before_rate / 2:
             return now - killed_at
         previous, previous_at = count, now
     raise CheckFailed("ingestion did not resume within 300 s of the kill")
@@ -582,7 +583,7 @@ def check(cluster: Cluster, arguments) -> int:
     say(f"stored {before_rate:.0f} readings/s before any kill")
 
     during_count, during_start = store.count(), time.monotonic()
-    kills = kill_in_turn(cluster, store, arguments.kills)
+    kills = kill_in_turn(cluster, store, arguments.kills, before_rate)
     during_rate = (store.count() - during_count) / (time.monotonic() - during_start)
 
     summary = stop_stream(cluster)
