@@ -78,7 +78,8 @@ class RecordingChannel:
 
 
 def delivery():
-    return (SimpleNamespace(delivery_tag=next(_tags), routing_key="reading", redelivered=False),
+    return (SimpleNamespace(delivery_tag=next(_tags), consumer_tag="ctag-readings", routing_key="reading",
+                            redelivered=False),
             pika.BasicProperties(message_id="fuzz"))
 
 
