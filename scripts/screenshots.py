@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import re
+import secrets
 import signal
 import sys
 import time
@@ -182,6 +183,13 @@ def shoot_warning(page, base_url: str, settings) -> None:
             print(f"no warning toast; the kettle's alerts in the inbox: {stored['items']}", file=sys.stderr)
             raise
         page.mouse.move(toast.bounding_box()["x"] + 10, toast.bounding_box()["y"] + 10)  # keeps it open
+        # The cards catch up with the kettle's readings (they refresh every minute by themselves).
+        page.evaluate("htmx.ajax('GET', '/monitor/fragments/dashboard', "
+                      "{target: '#monitor-dashboard', swap: 'outerHTML'})")
+        kettle_card = page.locator("#monitor-dashboard .device-usage", has_text="Kettle")
+        expect(kettle_card).not_to_contain_text("0.00 kWh")
+        page.wait_for_function("() => document.querySelector('.toast.toast-warning').getAnimations()"
+                               ".every((animation) => animation.playState === 'finished')")
         page.screenshot(path=OUT / "warning-toast.png")
     finally:
         api(base_url, "DELETE", f"/api/devices/{kettle['id']}", admin_token)
@@ -201,7 +209,8 @@ def own_stack():
 
     ports = {f"EMS_{name}_PORT": str(free_port()) for name in ("GATEWAY", "WEB", "SUPPORT", "NOTIFIER",
                                                                "MONITOR_API")}
-    with isolated("screenshots", ports) as variables, environment(variables):
+    # A label of its own: two runs at once never share (or drop) each other's databases.
+    with isolated(f"screenshots-{secrets.token_hex(3)}", ports) as variables, environment(variables):
         settings = load_settings()
         upgrade(settings)
         # The demo's users, devices, tariff, conversations and a week of readings, as `make run` seeds them.
