@@ -562,6 +562,8 @@ def check(cluster: Cluster, arguments) -> int:
     check_cluster_formed(cluster)
     check_gateways(cluster, arguments.ca)
     cluster.exec("web", "python", "-m", "web", "seed", timeout=180)
+    # The stack's live simulator feeds every device: the stream's devices get only the stream's readings.
+    cluster.docker(cluster.manager(), "service", "scale", "--detach", f"{cluster.stack}_simulator=0")
     admin = Api(arguments.ca, 1, DEMO_ADMIN)
     client = Api(arguments.ca, 2, DEMO_CLIENT)
     owner = admin.call("GET", "/api/users", params={"q": DEMO_CLIENT["email"]}).json()["items"][0]["id"]
