@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from common.charts import Tick, nice_ceiling
+
 HEIGHT = 280
 MARGIN_TOP, MARGIN_BOTTOM = 16, 40  # two rows of x-axis labels
 # Plot widths the x-axis labels must fit: beside the axis on a 390-px phone, and on a
@@ -47,29 +49,12 @@ class Bar:
 
 
 @dataclass(frozen=True)
-class Tick:
-    y: float
-    label: str
-
-
-@dataclass(frozen=True)
 class BarChart:
     height: int
     bars: list[Bar]
     ticks: list[Tick]
     limit_y: float | None
     baseline_y: float
-
-
-def nice_ceiling(value: float) -> float:
-    """Return a round axis maximum at or above `value` (1, 2, 2.5, 5 × 10^n)."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power:
-            return step * power
-    return 10 * power
 
 
 def _label_px(label: str) -> float:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 # The monitor's charts are drawn the same way: geometry here, SVG in the template.
-from monitor.charts import nice_ceiling
+from common.charts import Tick, nice_ceiling
 from support.extensions import db
 from support.models import Conversation, Message, Resolution
 
@@ -133,12 +133,6 @@ class ChartBar:
     height: float
     series: int
     title: str
-
-
-@dataclass(frozen=True)
-class Tick:
-    y: float
-    label: str
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,7 @@ def canned_for_conversation(conversation_id: int):
 @login_required(role="admin")
 def notes_panel(conversation_id: int):
     """Render a conversation's private notes (refreshed when a colleague adds one)."""
-    conversation = accessible_conversation(current_identity(), conversation_id)
-    return render_template("support/_notes.html", conversation=conversation,
-                           notes=notes.notes_of(conversation))
+    return _notes_panel(accessible_conversation(current_identity(), conversation_id))
 
 
 @blueprint.post("/conversations/<int:conversation_id>/notes")
@@ -102,15 +100,18 @@ def add_note(conversation_id: int):
     conversation = accessible_conversation(admin, conversation_id)
     body, error = notes.clean_note(request.form.get("body", ""))
     if error:
-        return render_template("support/_notes.html", conversation=conversation,
-                               notes=notes.notes_of(conversation), error=error, draft=body), 422
+        return _notes_panel(conversation, error=error, draft=body), 422
     note = notes.add_note(conversation, admin, body)
     db.session.commit()
     log_event(logger, "support.note_added", conversation_id=conversation.id, admin_id=admin.user_id)
     # Only the administrators' room: a client's room never hears of notes.
     broadcaster().emit("chat:note", {"conversation_id": conversation.id, "note_id": note.id}, [ADMINS_ROOM])
+    return _notes_panel(conversation)
+
+
+def _notes_panel(conversation, **form_state):
     return render_template("support/_notes.html", conversation=conversation,
-                           notes=notes.notes_of(conversation))
+                           notes=notes.notes_of(conversation), **form_state)
 
 
 @blueprint.get("/conversations/<int:conversation_id>/ratings")

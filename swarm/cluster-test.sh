@@ -33,16 +33,8 @@ STACK=ems
 NODES=(1 2 3)
 PYTHON=${PYTHON:-.venv/bin/python}
 CHECK_OUTPUT=/tmp/$PREFIX-check.out
-started=$(date +%s)
-phase_started=$started
-declare -a timings=()
-
-step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
-phase_done() {
-  local now; now=$(date +%s)
-  timings+=("$(printf '%-28s %4ss' "$1" $((now - phase_started)))")
-  phase_started=$now
-}
+# shellcheck source=swarm/phases.sh
+source swarm/phases.sh  # the working directory is the repository
 node_docker() {  # N docker-args...: the docker CLI against node N's dockerd
   local node=$1; shift
   docker -H "unix://$RUN_DIR/node$node/docker.sock" "$@"
@@ -208,9 +200,7 @@ teardown() {
     remove_all
     phase_done "teardown"
   fi
-  echo "swarm-cluster-test timings:"
-  printf '  %s\n' "${timings[@]}"
-  echo "  total                        $(( $(date +%s) - started ))s"
+  report_timings swarm-cluster-test
   # The check's summary closes the output, as a test runner's does.
   grep -E '^cluster: ' "$CHECK_OUTPUT" 2>/dev/null | tail -1 || echo "cluster: lost=? double=? kills=0 worst_resume_s=?"
   exit "$status"

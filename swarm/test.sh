@@ -18,21 +18,8 @@ export EMS_TEST_HTTP_PORT=${EMS_TEST_HTTP_PORT:-8090}
 export EMS_TEST_PROMETHEUS_PORT=${EMS_TEST_PROMETHEUS_PORT:-19090}
 PYTHON=${PYTHON:-.venv/bin/python}
 CHECK_OUTPUT=$(mktemp)
-started=$(date +%s)
-phase_started=$started
-declare -a timings=()
-
-step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
-phase_done() {
-  local now; now=$(date +%s)
-  timings+=("$(printf '%-28s %4ss' "$1" $((now - phase_started)))")
-  phase_started=$now
-}
-report_timings() {
-  echo "swarm-test timings:"
-  printf '  %s\n' "${timings[@]}"
-  echo "  total                        $(( $(date +%s) - started ))s"
-}
+# shellcheck source=swarm/phases.sh
+source swarm/phases.sh  # the working directory is the repository
 
 ensure_tools() {
   local missing=()
@@ -134,7 +121,7 @@ teardown() {
     remove_stack
     phase_done "teardown"
   fi
-  report_timings
+  report_timings swarm-test
   # The count of checks closes the output, as a test runner's summary does.
   grep -E '^swarm-checks: [0-9]+ passed, [0-9]+ failed$' "$CHECK_OUTPUT" || echo "swarm-checks: 0 passed, 1 failed"
   rm -f "$CHECK_OUTPUT"
