@@ -58,6 +58,6 @@ def test_the_year_page_highlights_the_month_over_the_limit_most_hours(as_user, d
     html = response.get_data(as_text=True)
     assert re.search(r'data-testid="worst-month"[^>]*>January · 2 h<', html)
     assert re.search(r'data-testid="period-total">5[.,]75', html)
-    over_bars = re.findall(r'<g class="bar over">\s*<rect[^>]*>\s*<title>([^<]*)</title>', html)
-    assert [title.split(":")[0] for title in over_bars] == ["Jan"]
+    over_bars = re.findall(r'<g class="bar over"[^>]*data-tooltip="([^"]*)"', html)
+    assert [tooltip.split(":")[0] for tooltip in over_bars] == ["January 2026"]
     assert html.count('<g class="bar') == 12
