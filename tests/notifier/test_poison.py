@@ -3,6 +3,7 @@ once with a reason, and the valid alerts behind it still reach the browser."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
@@ -58,3 +59,37 @@ def test_poison_alerts_are_dead_lettered_and_the_next_alert_arrives(settings, no
         assert properties.headers[DEAD_LETTER_SOURCE_HEADER] == NOTIFIER_ALERTS_QUEUE
         reason = properties.headers[DEAD_LETTER_REASON_HEADER]
         assert reason and reason.isprintable(), reason
+
+
+# What only the warning path adds: a kind the bridge does not know, a warning with no time
+# to announce, an alert that carries one. Each is refused by `parse_alert`, never emitted.
+WARNING_POISON = [
+    ("unknown kind", {"kind": "notice"}),
+    ("warning without due_at", {"kind": "warning"}),
+    ("warning with a bad due_at", {"kind": "warning", "due_at": "at about teatime"}),
+    ("alert with a due_at", {"kind": "alert", "due_at": "2026-11-26T17:47:00+00:00"}),
+]
+
+
+def test_poison_warnings_are_dead_lettered_and_the_next_warning_arrives(settings, notifier, connect_browser,
+                                                                        publisher):
+    owner = new_user_id()
+    browser = connect_browser(token_for(settings, owner))
+    bodies = []
+    for _, fields in WARNING_POISON:
+        valid = json.loads(make_alert(owner).to_json())
+        bodies.append(json.dumps({**valid, **fields}).encode())
+        publisher.publish(ALERTS_EXCHANGE, alert_routing_key(owner), bodies[-1])
+    warning = make_alert(owner, kind="warning", due_at="2026-11-26T17:47:00+00:00")
+
+    publish_alert(publisher, warning)
+
+    event = browser.next_event("alert", timeout=5)
+    assert (event["alert_id"], event["kind"]) == (warning.alert_id, "warning")
+    dead: list = []
+    deadline = time.monotonic() + 10
+    while len(dead) < len(bodies) and time.monotonic() < deadline:
+        dead += drain_dead_letters(settings, f"{NOTIFIER_ALERTS_QUEUE}.{alert_routing_key(owner)}")
+        time.sleep(0.2)
+    assert Counter(body for _, body in dead) == Counter(bodies)
+    assert all(properties.headers[DEAD_LETTER_REASON_HEADER] for properties, _ in dead)
