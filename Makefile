@@ -27,9 +27,9 @@ setup:
 migrate:
 	$(BIN)/python -m migrations upgrade
 
-## seed: demo administrator, clients and devices, two weeks of their support conversations (with
-## ratings, for the Support stats page), and a week of their readings (safe to repeat:
-## readings are identified by device and time, so a second backfill adds only what is new)
+## seed: demo administrator, clients and devices, a demo tariff (lei, evening peak), two weeks
+## of support conversations (with ratings, for the Support stats page), and a week of readings
+## (safe to repeat: readings are identified by device and time, so a backfill adds only what is new)
 seed:
 	$(BIN)/python -m web seed
 	$(BIN)/python -m monitor demo-tariff
